@@ -1,0 +1,3 @@
+"""sessions: session analytics for LLM application traces."""
+
+__version__ = "0.1.0"

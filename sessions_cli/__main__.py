@@ -1,0 +1,3 @@
+from sessions_cli.cli import main
+
+main()

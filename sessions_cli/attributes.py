@@ -1,0 +1,84 @@
+"""The attribute-key precedence tables of contract §2, as data, in one place.
+
+For each field, the first key present on a span wins; span attributes override resource
+attributes with the same key.
+"""
+
+from __future__ import annotations
+
+SESSION_ID = (
+    "agentmark.session_id",
+    "agentmark.metadata.session_id",
+    "session.id",
+    "gen_ai.conversation.id",
+    "langfuse.session.id",
+    "ai.telemetry.metadata.sessionId",
+    "ai.telemetry.metadata.session_id",
+    "traceloop.association.properties.session_id",
+    "langsmith.metadata.session_id",
+    "langsmith.metadata.thread_id",
+    "langsmith.metadata.conversation_id",
+)
+
+CHAINS: dict[str, tuple[str, ...]] = {
+    "session_id": SESSION_ID,
+    "session_name": ("agentmark.session_name", "agentmark.metadata.session_name"),
+    "user_id": (
+        "agentmark.user_id",
+        "agentmark.metadata.user_id",
+        "user.id",
+        "langfuse.user.id",
+        "enduser.id",
+    ),
+    "trace_name": ("agentmark.trace_name",),
+    "model": ("gen_ai.response.model", "gen_ai.request.model", "ai.model.id", "llm.model_name"),
+    # Not in the contract's table: which provider served the call, a hint for the price table.
+    "provider": ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "ai.model.provider"),
+    # Used to recognise model-call spans that failed before reporting usage (contract §3).
+    "operation": ("gen_ai.operation.name", "openinference.span.kind"),
+    "input_tokens": (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "ai.usage.inputTokens",
+        "ai.usage.promptTokens",
+        "llm.token_count.prompt",
+    ),
+    "output_tokens": (
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+        "ai.usage.outputTokens",
+        "ai.usage.completionTokens",
+        "llm.token_count.completion",
+    ),
+    "total_tokens": ("gen_ai.usage.total_tokens", "ai.usage.totalTokens", "llm.token_count.total"),
+    "cost_usd": ("agentmark.usage.cost_usd", "gen_ai.usage.cost", "llm.cost.total"),
+}
+
+TAGS = "agentmark.tags"
+METADATA_PREFIX = "agentmark.metadata."
+# Metadata keys that already feed a field above are not repeated in `metadata`.
+METADATA_USED = frozenset(
+    key[len(METADATA_PREFIX) :]
+    for chain in CHAINS.values()
+    for key in chain
+    if key.startswith(METADATA_PREFIX)
+)
+
+# Values of `operation` (lower-cased) that mark a model call; and span-name endings that do.
+MODEL_CALL_OPERATIONS = ("chat", "text_completion", "generate_content", "embeddings", "llm")
+MODEL_CALL_NAME_SUFFIXES = (".doGenerate", ".doStream")
+
+# Session id values that mean "no session" (after trimming).
+NO_SESSION_VALUES = ("", "null")
+
+
+def chains(session_keys: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """The chains in force: `--session-key` replaces the session-id chain."""
+    return {**CHAINS, "session_id": tuple(session_keys)} if session_keys else dict(CHAINS)
+
+
+def wanted_keys(active: dict[str, tuple[str, ...]]) -> list[str]:
+    """Every exact attribute key the reader must keep (metadata is matched by prefix)."""
+    keys = {key for chain in active.values() for key in chain}
+    keys.add(TAGS)
+    return sorted(keys)

@@ -1,0 +1,206 @@
+"""Spans -> traces -> sessions (contract §3), in polars.
+
+- A trace is all spans sharing a trace_id; a root is a span without a parent in the data.
+- A trace belongs to one session: its root's session id, else the earliest span's that has one.
+- Usage is counted once: on the deepest spans that carry it. A span whose descendant (in the same
+  trace) carries usage is a wrapper repeating its children's totals, and its own usage is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from sessions_cli import pricing
+from sessions_cli.attributes import MODEL_CALL_NAME_SUFFIXES, MODEL_CALL_OPERATIONS
+
+SESSION_FIELDS = [
+    "session_id", "session_name", "user_id", "users", "start", "end", "duration_ms",
+    "trace_count", "span_count", "llm_call_count", "input_tokens", "output_tokens",
+    "total_tokens", "cost_usd", "cost_source", "unpriced_call_count", "error_count",
+    "failed_trace_count", "models", "tags", "metadata",
+]  # fmt: skip
+TRACE_FIELDS = [
+    "trace_id", "trace_name", "start", "end", "duration_ms", "span_count", "llm_call_count",
+    "input_tokens", "output_tokens", "total_tokens", "cost_usd", "status", "models",
+]  # fmt: skip
+# Traces without a session (`list --orphans`): the trace fields plus who ran them.
+ORPHAN_FIELDS = [*TRACE_FIELDS[:2], "user_id", *TRACE_FIELDS[2:]]
+
+_USAGE = ("input_tokens", "output_tokens", "total_tokens", "cost_usd")
+_TOKENS = ("input_tokens", "output_tokens", "total_tokens")
+
+
+@dataclass(frozen=True)
+class Model:
+    spans: pl.DataFrame  # normalised spans + is_root, counted, is_llm_call, call_cost_usd, ...
+    traces: pl.DataFrame  # one row per trace, with its session_id (null: no session)
+    sessions: pl.DataFrame  # one row per session, SESSION_FIELDS
+
+    @property
+    def orphans(self) -> pl.DataFrame:
+        return self.traces.filter(pl.col("session_id").is_null())
+
+
+def build(
+    spans: pl.DataFrame,
+    *,
+    cost_mode: str = "auto",
+    prices: dict[str, tuple[float, float]] | None = None,
+) -> Model:
+    annotated = annotate(spans, cost_mode=cost_mode, prices=prices or {})
+    traces = trace_table(annotated)
+    return Model(annotated, traces, session_table(annotated, traces))
+
+
+def annotate(spans: pl.DataFrame, *, cost_mode: str, prices: dict) -> pl.DataFrame:
+    """Mark roots, the spans whose usage counts, LLM calls, and each call's cost."""
+    ids = spans.select("trace_id", "span_id")
+    parents = ids.rename({"span_id": "parent_span_id"}).with_columns(parent_present=pl.lit(True))
+    spans = spans.join(
+        parents, on=["trace_id", "parent_span_id"], how="left", maintain_order="left"
+    ).with_columns(
+        is_root=pl.col("parent_present").is_null() | (pl.col("parent_span_id") == pl.col("span_id"))
+    ).drop("parent_present")
+
+    has_usage = pl.any_horizontal(pl.col(c).is_not_null() for c in _USAGE)
+    wrappers = _ancestors(spans, spans.filter(has_usage))
+    spans = spans.join(
+        wrappers.with_columns(has_usage_below=pl.lit(True)),
+        on=["trace_id", "span_id"], how="left", maintain_order="left",
+    ).with_columns(pl.col("has_usage_below").fill_null(False))
+
+    operation = pl.col("operation").str.to_lowercase()
+    model_call = operation.is_in(MODEL_CALL_OPERATIONS) | pl.any_horizontal(
+        pl.col("name").str.ends_with(s) for s in MODEL_CALL_NAME_SUFFIXES
+    )
+    counted = has_usage & ~pl.col("has_usage_below")
+    failed_call = (
+        model_call.fill_null(False) & (pl.col("status") == "error") & ~has_usage
+        & ~pl.col("has_usage_below")
+    )
+    spans = spans.with_columns(counted=counted, is_llm_call=counted | failed_call)
+    calls = pricing.price_calls(spans.filter("is_llm_call"), cost_mode, prices)
+    return spans.join(
+        calls.select("trace_id", "span_id", "call_cost_usd", "call_cost_source"),
+        on=["trace_id", "span_id"], how="left", maintain_order="left",
+    )
+
+
+def _ancestors(spans: pl.DataFrame, start: pl.DataFrame) -> pl.DataFrame:
+    """(trace_id, span_id) of every ancestor of the `start` spans, one join per tree level.
+
+    Stops when a level adds nothing new, so a parent cycle (a -> b -> a) ends too.
+    """
+    edges = spans.select("trace_id", "span_id", "parent_span_id").filter(
+        pl.col("parent_span_id").is_not_null()
+    )
+    step = ["trace_id", pl.col("parent_span_id").alias("span_id")]
+    frontier = start.select(step).drop_nulls().unique()
+    found = frontier.clear()
+    while not frontier.is_empty():
+        frontier = frontier.join(found, on=["trace_id", "span_id"], how="anti")
+        found = pl.concat([found, frontier])
+        frontier = frontier.join(edges, on=["trace_id", "span_id"]).select(step).unique()
+    return found.unique()
+
+
+def _root_first(spans: pl.DataFrame) -> pl.DataFrame:
+    """Roots first, then by start: "first non-null" in this order is the contract's choice."""
+    return spans.sort(
+        ["trace_id", "is_root", "start_time_unix_nano", "span_id"],
+        descending=[False, True, False, False], nulls_last=True,
+    )
+
+
+def trace_table(spans: pl.DataFrame) -> pl.DataFrame:
+    counted, llm = pl.col("counted"), pl.col("is_llm_call")
+    is_error = pl.col("status") == "error"
+    traces = (
+        _root_first(spans)
+        .group_by("trace_id", maintain_order=True)
+        .agg(
+            pl.col("session_id").drop_nulls().first(),
+            pl.col("session_name").drop_nulls().first(),
+            pl.col("user_id").drop_nulls().first(),
+            pl.col("user_id").drop_nulls().unique().sort().alias("users"),
+            pl.coalesce(pl.col("trace_name").drop_nulls().first(), pl.col("name").first())
+            .alias("trace_name"),
+            pl.col("start_time_unix_nano").min().alias("start_ns"),
+            pl.col("end_time_unix_nano").max().alias("end_ns"),
+            pl.len().alias("span_count"),
+            llm.sum().alias("llm_call_count"),
+            *(pl.col(c).filter(counted).sum().alias(c) for c in _TOKENS),
+            pl.col("call_cost_usd").filter(llm).sum().alias("cost_usd"),
+            (pl.col("call_cost_source") == "attribute").sum().alias("attribute_priced"),
+            (pl.col("call_cost_source") == "price_table").sum().alias("table_priced"),
+            (llm & pl.col("call_cost_usd").is_null() & pl.col("total_tokens").is_not_null())
+            .sum().alias("unpriced_call_count"),
+            is_error.sum().alias("error_count"),
+            pl.col("is_root").any().alias("has_root"),
+            (pl.col("is_root") & is_error).any().alias("root_failed"),
+            pl.col("model").filter(llm).drop_nulls().unique().sort().alias("models"),
+            pl.col("tags").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort().alias("tags"),
+        )
+    )
+    failed = pl.when(pl.col("has_root")).then("root_failed").otherwise(pl.col("error_count") > 0)
+    return traces.with_columns(
+        _instant("start_ns").alias("start"),
+        _instant("end_ns").alias("end"),
+        ((pl.col("end_ns") - pl.col("start_ns")) / 1e6).alias("duration_ms"),
+        pl.when(failed).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
+    ).sort("start_ns", "trace_id", nulls_last=True)
+
+
+def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
+    in_session = traces.filter(pl.col("session_id").is_not_null())
+    sessions = in_session.group_by("session_id", maintain_order=True).agg(
+        pl.col("session_name").drop_nulls().first(),
+        pl.col("user_id").drop_nulls().first(),
+        pl.col("users").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort(),
+        pl.col("start_ns").min(),
+        pl.col("end_ns").max(),
+        pl.len().alias("trace_count"),
+        *(pl.col(c).sum() for c in (
+            "span_count", "llm_call_count", *_TOKENS, "cost_usd", "attribute_priced",
+            "table_priced", "unpriced_call_count", "error_count",
+        )),
+        (pl.col("status") == "error").sum().alias("failed_trace_count"),
+        pl.col("models").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort(),
+        pl.col("tags").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort(),
+    )  # fmt: skip
+    attribute, table = pl.col("attribute_priced") > 0, pl.col("table_priced") > 0
+    sessions = sessions.with_columns(
+        _instant("start_ns").alias("start"),
+        _instant("end_ns").alias("end"),
+        ((pl.col("end_ns") - pl.col("start_ns")) / 1e6).alias("duration_ms"),
+        pl.when(attribute & table).then(pl.lit("mixed"))
+        .when(attribute).then(pl.lit("attribute"))
+        .when(table).then(pl.lit("price_table"))
+        .otherwise(pl.lit("none")).alias("cost_source"),
+    )
+    sessions = sessions.join(
+        _session_metadata(spans, in_session), on="session_id", how="left", maintain_order="left"
+    ).with_columns(pl.col("metadata").fill_null(pl.lit([], spans.schema["metadata"])))
+    return sessions.select(SESSION_FIELDS)
+
+
+def _session_metadata(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
+    """Per key, the value on the earliest span that has it."""
+    pairs = (
+        spans.filter(pl.col("metadata").list.len() > 0)
+        .select("trace_id", "start_time_unix_nano", "metadata")
+        .join(traces.select("trace_id", "session_id"), on="trace_id")
+        .explode("metadata")
+        .sort("start_time_unix_nano", nulls_last=True, maintain_order=True)
+        .select("session_id", pl.col("metadata").struct.unnest())
+        .group_by("session_id", "key", maintain_order=True)
+        .agg(pl.col("value").first())
+        .sort("session_id", "key")
+    )
+    return pairs.group_by("session_id").agg(pl.struct("key", "value").alias("metadata"))
+
+
+def _instant(column: str) -> pl.Expr:
+    return pl.from_epoch(pl.col(column), time_unit="ns").dt.replace_time_zone("UTC")

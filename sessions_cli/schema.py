@@ -1,0 +1,50 @@
+"""The normalised span: one row per span, what every reader produces and the model consumes.
+
+It is also the flat span-record format (contract §1): JSONL, CSV or Parquet files with these
+columns are read as they are. Times are nanoseconds since the Unix epoch (UTC).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+KV = pl.List(pl.Struct({"key": pl.String, "value": pl.String}))
+
+SPAN_SCHEMA: dict[str, pl.DataType] = {
+    "trace_id": pl.String(),  # lowercase hex
+    "span_id": pl.String(),
+    "parent_span_id": pl.String(),  # null for a root
+    "name": pl.String(),
+    "start_time_unix_nano": pl.Int64(),
+    "end_time_unix_nano": pl.Int64(),
+    "status": pl.String(),  # "error" | "ok" | "unset"
+    "status_message": pl.String(),
+    "session_id": pl.String(),
+    "session_name": pl.String(),
+    "user_id": pl.String(),
+    "trace_name": pl.String(),
+    "model": pl.String(),
+    "provider": pl.String(),
+    "operation": pl.String(),
+    "input_tokens": pl.Int64(),
+    "output_tokens": pl.Int64(),
+    "total_tokens": pl.Int64(),
+    "cost_usd": pl.Float64(),  # the span's own cost attribute, when valid
+    "tags": pl.List(pl.String()),
+    "metadata": KV,  # agentmark.metadata.<key> pairs, in attribute order
+}
+
+SPAN_COLUMNS = list(SPAN_SCHEMA)
+REQUIRED_COLUMNS = ("trace_id", "span_id")
+
+
+def empty_spans() -> pl.DataFrame:
+    return pl.DataFrame(schema=SPAN_SCHEMA)
+
+
+def conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add missing columns as nulls and put every column in schema order and type."""
+    missing = [pl.lit(None, dtype).alias(c) for c, dtype in SPAN_SCHEMA.items() if c not in frame]
+    return frame.with_columns(missing).select(
+        pl.col(c).cast(dtype, strict=False) for c, dtype in SPAN_SCHEMA.items()
+    )
