@@ -78,9 +78,11 @@ def _normalise(frame: pl.DataFrame) -> pl.DataFrame:
     for ns, iso in (("start_time_unix_nano", "start"), ("end_time_unix_nano", "end")):
         if ns not in frame.columns and iso in frame.columns:
             exprs.append(
-                pl.col(iso).cast(pl.String).str.to_datetime(time_zone="UTC", strict=False,
-                                                           time_unit="ns")
-                .dt.epoch("ns").alias(ns)
+                pl.col(iso)
+                .cast(pl.String)
+                .str.to_datetime(time_zone="UTC", strict=False, time_unit="ns")
+                .dt.epoch("ns")
+                .alias(ns)
             )
     if "tags" in frame.columns and frame.schema["tags"] != pl.List(pl.String):
         exprs.append(_mapped("tags", parse_tags, pl.List(pl.String)))
@@ -91,11 +93,18 @@ def _normalise(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _mapped(column: str, parse, dtype) -> pl.Expr:
     """Parse a text column once per distinct value (they repeat across spans)."""
-    return pl.col(column).cast(pl.String).map_batches(
-        lambda s: s.replace_strict(
-            (u := s.unique().drop_nulls()), [parse(v) for v in u], default=None, return_dtype=dtype
-        ),
-        return_dtype=dtype,
+    return (
+        pl.col(column)
+        .cast(pl.String)
+        .map_batches(
+            lambda s: s.replace_strict(
+                (u := s.unique().drop_nulls()),
+                [parse(v) for v in u],
+                default=None,
+                return_dtype=dtype,
+            ),
+            return_dtype=dtype,
+        )
     )
 
 
@@ -105,6 +114,8 @@ def _parse_metadata(text: str) -> list[dict[str, str]]:
     except ValueError:
         return []
     if isinstance(value, dict):
-        return [{"key": str(k), "value": v if isinstance(v, str) else json.dumps(v)}
-                for k, v in value.items()]
+        return [
+            {"key": str(k), "value": v if isinstance(v, str) else json.dumps(v)}
+            for k, v in value.items()
+        ]
     return []

@@ -63,8 +63,10 @@ class Report:
                 f"{label}: skipped {len(bad)} malformed {noun} "
                 f"(line {first}{more}; first: {bad[0][1]})"
             )
-        out += [f"{label}: not a trace file (no OTLP JSON, span records or Parquet), skipped"
-                for label in self.skipped_files]
+        out += [
+            f"{label}: not a trace file (no OTLP JSON, span records or Parquet), skipped"
+            for label in self.skipped_files
+        ]
         out += [f"{label}: invalid UTF-8 replaced with U+FFFD" for label in self.invalid_utf8]
         if self.spans_without_ids:
             out.append(f"skipped {self.spans_without_ids} spans without a valid traceId/spanId")
@@ -103,9 +105,9 @@ def resolve(paths: tuple[str, ...], *, stdin_is_tty: bool, env: dict[str, str]) 
                 raise InputError(f"{raw}: no file matches this pattern")
             for match in matches:
                 p = Path(match)
-                sources += [Source(str(q), q) for q in _walk(p)] if p.is_dir() else [
-                    Source(match, p)
-                ]
+                sources += (
+                    [Source(str(q), q) for q in _walk(p)] if p.is_dir() else [Source(match, p)]
+                )
         else:
             raise InputError(f"{raw}: no such file or directory")
     return sources
@@ -136,8 +138,16 @@ def read_spans(
     report = Report()
     frames = []
     for source in sources:
-        frames += list(_read_source(source, chains, report, stdin, chunk_bytes,
-                                    explicit=len(sources) == 1 or source.path is None))
+        frames += list(
+            _read_source(
+                source,
+                chains,
+                report,
+                stdin,
+                chunk_bytes,
+                explicit=len(sources) == 1 or source.path is None,
+            )
+        )
     if strict and report.malformed:
         raise InputError("malformed input (--strict): " + "; ".join(report.warnings()))
     spans = pl.concat(frames) if frames else empty_spans()
@@ -239,13 +249,15 @@ def _read_json(stream, label, chains, report, chunk_bytes) -> Iterator[pl.DataFr
 
 
 def _json_mode(first_line: bytes) -> str:
-    """"lines" of OTLP, "flat" span records, or one pretty-printed "document"."""
+    """ "lines" of OTLP, "flat" span records, or one pretty-printed "document"."""
     try:
         value = json.loads(first_line.decode("utf-8", "replace").lstrip(_BOM))
     except ValueError:
         return "document"
-    if isinstance(value, dict) and "resourceSpans" not in value and (
-        "trace_id" in value or "span_id" in value
+    if (
+        isinstance(value, dict)
+        and "resourceSpans" not in value
+        and ("trace_id" in value or "span_id" in value)
     ):
         return "flat"
     return "lines"

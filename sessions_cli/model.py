@@ -58,17 +58,22 @@ def annotate(spans: pl.DataFrame, *, cost_mode: str, prices: dict) -> pl.DataFra
     """Mark roots, the spans whose usage counts, LLM calls, and each call's cost."""
     ids = spans.select("trace_id", "span_id")
     parents = ids.rename({"span_id": "parent_span_id"}).with_columns(parent_present=pl.lit(True))
-    spans = spans.join(
-        parents, on=["trace_id", "parent_span_id"], how="left", maintain_order="left"
-    ).with_columns(
-        is_root=pl.col("parent_present").is_null() | (pl.col("parent_span_id") == pl.col("span_id"))
-    ).drop("parent_present")
+    spans = (
+        spans.join(parents, on=["trace_id", "parent_span_id"], how="left", maintain_order="left")
+        .with_columns(
+            is_root=pl.col("parent_present").is_null()
+            | (pl.col("parent_span_id") == pl.col("span_id"))
+        )
+        .drop("parent_present")
+    )
 
     has_usage = pl.any_horizontal(pl.col(c).is_not_null() for c in _USAGE)
     wrappers = _ancestors(spans, spans.filter(has_usage))
     spans = spans.join(
         wrappers.with_columns(has_usage_below=pl.lit(True)),
-        on=["trace_id", "span_id"], how="left", maintain_order="left",
+        on=["trace_id", "span_id"],
+        how="left",
+        maintain_order="left",
     ).with_columns(pl.col("has_usage_below").fill_null(False))
 
     operation = pl.col("operation").str.to_lowercase()
@@ -77,14 +82,18 @@ def annotate(spans: pl.DataFrame, *, cost_mode: str, prices: dict) -> pl.DataFra
     )
     counted = has_usage & ~pl.col("has_usage_below")
     failed_call = (
-        model_call.fill_null(False) & (pl.col("status") == "error") & ~has_usage
+        model_call.fill_null(False)
+        & (pl.col("status") == "error")
+        & ~has_usage
         & ~pl.col("has_usage_below")
     )
     spans = spans.with_columns(counted=counted, is_llm_call=counted | failed_call)
     calls = pricing.price_calls(spans.filter("is_llm_call"), cost_mode, prices)
     return spans.join(
         calls.select("trace_id", "span_id", "call_cost_usd", "call_cost_source"),
-        on=["trace_id", "span_id"], how="left", maintain_order="left",
+        on=["trace_id", "span_id"],
+        how="left",
+        maintain_order="left",
     )
 
 
@@ -110,7 +119,8 @@ def _root_first(spans: pl.DataFrame) -> pl.DataFrame:
     """Roots first, then by start: "first non-null" in this order is the contract's choice."""
     return spans.sort(
         ["trace_id", "is_root", "start_time_unix_nano", "span_id"],
-        descending=[False, True, False, False], nulls_last=True,
+        descending=[False, True, False, False],
+        nulls_last=True,
     )
 
 
@@ -125,8 +135,9 @@ def trace_table(spans: pl.DataFrame) -> pl.DataFrame:
             pl.col("session_name").drop_nulls().first(),
             pl.col("user_id").drop_nulls().first(),
             pl.col("user_id").drop_nulls().unique().sort().alias("users"),
-            pl.coalesce(pl.col("trace_name").drop_nulls().first(), pl.col("name").first())
-            .alias("trace_name"),
+            pl.coalesce(pl.col("trace_name").drop_nulls().first(), pl.col("name").first()).alias(
+                "trace_name"
+            ),
             pl.col("start_time_unix_nano").min().alias("start_ns"),
             pl.col("end_time_unix_nano").max().alias("end_ns"),
             pl.len().alias("span_count"),
@@ -136,19 +147,25 @@ def trace_table(spans: pl.DataFrame) -> pl.DataFrame:
             (pl.col("call_cost_source") == "attribute").sum().alias("attribute_priced"),
             (pl.col("call_cost_source") == "price_table").sum().alias("table_priced"),
             (llm & pl.col("call_cost_usd").is_null() & pl.col("total_tokens").is_not_null())
-            .sum().alias("unpriced_call_count"),
+            .sum()
+            .alias("unpriced_call_count"),
             is_error.sum().alias("error_count"),
             pl.col("is_root").any().alias("has_root"),
             (pl.col("is_root") & is_error).any().alias("root_failed"),
             pl.col("model").filter(llm).drop_nulls().unique().sort().alias("models"),
-            pl.col("tags").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort().alias("tags"),
+            pl.col("tags")
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .drop_nulls()
+            .unique()
+            .sort()
+            .alias("tags"),
         )
     )
     failed = pl.when(pl.col("has_root")).then("root_failed").otherwise(pl.col("error_count") > 0)
     return traces.with_columns(
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
-        ((pl.col("end_ns") - pl.col("start_ns")) / 1e6).alias("duration_ms"),
+        _duration_ms().alias("duration_ms"),
         pl.when(failed).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
     ).sort("start_ns", "trace_id", nulls_last=True)
 
@@ -158,7 +175,7 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
     sessions = in_session.group_by("session_id", maintain_order=True).agg(
         pl.col("session_name").drop_nulls().first(),
         pl.col("user_id").drop_nulls().first(),
-        pl.col("users").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort(),
+        pl.col("users").pipe(_union),
         pl.col("start_ns").min(),
         pl.col("end_ns").max(),
         pl.len().alias("trace_count"),
@@ -167,18 +184,22 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
             "table_priced", "unpriced_call_count", "error_count",
         )),
         (pl.col("status") == "error").sum().alias("failed_trace_count"),
-        pl.col("models").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort(),
-        pl.col("tags").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort(),
+        pl.col("models").pipe(_union),
+        pl.col("tags").pipe(_union),
     )  # fmt: skip
     attribute, table = pl.col("attribute_priced") > 0, pl.col("table_priced") > 0
     sessions = sessions.with_columns(
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
-        ((pl.col("end_ns") - pl.col("start_ns")) / 1e6).alias("duration_ms"),
-        pl.when(attribute & table).then(pl.lit("mixed"))
-        .when(attribute).then(pl.lit("attribute"))
-        .when(table).then(pl.lit("price_table"))
-        .otherwise(pl.lit("none")).alias("cost_source"),
+        _duration_ms().alias("duration_ms"),
+        pl.when(attribute & table)
+        .then(pl.lit("mixed"))
+        .when(attribute)
+        .then(pl.lit("attribute"))
+        .when(table)
+        .then(pl.lit("price_table"))
+        .otherwise(pl.lit("none"))
+        .alias("cost_source"),
     )
     sessions = sessions.join(
         _session_metadata(spans, in_session), on="session_id", how="left", maintain_order="left"
@@ -200,6 +221,16 @@ def _session_metadata(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame
         .sort("session_id", "key")
     )
     return pairs.group_by("session_id").agg(pl.struct("key", "value").alias("metadata"))
+
+
+def _union(lists: pl.Expr) -> pl.Expr:
+    """The sorted distinct values of a list column, across the rows of a group."""
+    return lists.list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort()
+
+
+def _duration_ms() -> pl.Expr:
+    # Nanosecond differences are exact; rounding to 6 decimals only drops float noise.
+    return ((pl.col("end_ns") - pl.col("start_ns")) / 1e6).round(6)
 
 
 def _instant(column: str) -> pl.Expr:

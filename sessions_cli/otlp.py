@@ -220,16 +220,24 @@ def _fields(chains: dict[str, tuple[str, ...]]) -> list[pl.Expr]:
         normalise_id(pl.col("spanId"), 16).alias("span_id"),
         normalise_id(pl.col("parentSpanId"), 16).alias("parent_span_id"),
         pl.col("name"),
-        pl.col("startTimeUnixNano").str.strip_chars().cast(pl.Int64, strict=False)
+        pl.col("startTimeUnixNano")
+        .str.strip_chars()
+        .cast(pl.Int64, strict=False)
         .alias("start_time_unix_nano"),
-        pl.col("endTimeUnixNano").str.strip_chars().cast(pl.Int64, strict=False)
+        pl.col("endTimeUnixNano")
+        .str.strip_chars()
+        .cast(pl.Int64, strict=False)
         .alias("end_time_unix_nano"),
-        pl.when(status.is_in(_ERROR_CODES)).then(pl.lit("error"))
-        .when(status.is_in(_OK_CODES)).then(pl.lit("ok"))
-        .otherwise(pl.lit("unset")).alias("status"),
+        pl.when(status.is_in(_ERROR_CODES))
+        .then(pl.lit("error"))
+        .when(status.is_in(_OK_CODES))
+        .then(pl.lit("ok"))
+        .otherwise(pl.lit("unset"))
+        .alias("status"),
         _clean_text(pl.col("status").struct.field("message")).alias("status_message"),
         pl.when(session.str.to_lowercase().is_in(NO_SESSION_VALUES).not_())
-        .then(session).alias("session_id"),
+        .then(session)
+        .alias("session_id"),
         first("session_name").alias("session_name"),
         first("user_id").alias("user_id"),
         first("trace_name").alias("trace_name"),
@@ -324,7 +332,10 @@ def _span(value: dict[str, Any]) -> dict[str, Any]:
     span["attributes"] = _attributes(value.get("attributes"))
     status = value.get("status")
     if isinstance(status, dict):
-        span["status"] = {"code": _scalar(status.get("code")), "message": _scalar(status.get("message"))}
+        span["status"] = {
+            "code": _scalar(status.get("code")),
+            "message": _scalar(status.get("message")),
+        }
     return span
 
 

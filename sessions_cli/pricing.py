@@ -97,7 +97,7 @@ def _genai_price(model: str, provider: str | None, inp: int, out: int) -> float 
     from genai_prices import Usage, calc_price
 
     usage = Usage(input_tokens=inp, output_tokens=out)
-    for provider_id in ([provider, None] if provider else [None]):
+    for provider_id in [provider, None] if provider else [None]:
         try:
             return float(calc_price(usage, model_ref=model, provider_id=provider_id).total_price)
         except LookupError:

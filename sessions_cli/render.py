@@ -1,0 +1,216 @@
+"""One result frame -> table | json | jsonl | csv | tsv | markdown text (contract §4).
+
+Machine formats get raw numbers, ISO-8601 UTC timestamps ending in `Z`, lists as JSON arrays
+(JSON text in CSV), `metadata` as an object. All of that conversion happens in `_records`, once,
+for every format. Tables are for people: humanised numbers, local times on request, long text cut
+with an ellipsis to fit the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import tzinfo
+
+import polars as pl
+
+FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
+# Columns a table shows when --columns is not given; machine formats show every field.
+TABLE_COLUMNS = {
+    "sessions": ["session_id", "session_name", "user_id", "start", "duration_ms", "trace_count",
+                 "llm_call_count", "total_tokens", "cost_usd", "error_count"],
+    "traces": ["trace_id", "trace_name", "user_id", "start", "duration_ms", "span_count",
+               "llm_call_count", "total_tokens", "cost_usd", "status"],
+}  # fmt: skip
+# Table headers for people; --columns and machine formats use the field names.
+HEADERS = {
+    "session_id": "SESSION", "session_name": "NAME", "user_id": "USER", "trace_id": "TRACE",
+    "trace_name": "NAME", "duration_ms": "DURATION", "trace_count": "TRACES",
+    "span_count": "SPANS", "llm_call_count": "LLM CALLS", "input_tokens": "IN TOKENS",
+    "output_tokens": "OUT TOKENS", "total_tokens": "TOKENS", "cost_usd": "COST",
+    "error_count": "ERRORS", "failed_trace_count": "FAILED", "unpriced_call_count": "UNPRICED",
+}  # fmt: skip
+_MONEY = ("cost_usd",)
+_DURATION = ("duration_ms",)
+_SHRINKABLE_MIN = 8
+_ISO = "%Y-%m-%dT%H:%M:%S%.9fZ"
+
+
+def render(
+    rows: pl.DataFrame,
+    fmt: str,
+    *,
+    tz: tzinfo | None = None,
+    width: int | None = None,
+) -> str:
+    """The text to print for `rows` (already restricted to the columns to show)."""
+    if fmt == "table":
+        return _table(rows, tz=tz, width=width)
+    if fmt in ("csv", "tsv"):
+        return _delimited(rows, "," if fmt == "csv" else "\t")
+    records = _records(rows)
+    if fmt == "json":
+        return json.dumps(records, ensure_ascii=False, indent=2) + "\n"
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if fmt == "markdown":
+        return _markdown(rows)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def _records(rows: pl.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts."""
+    frame = rows.with_columns(
+        pl.col(c).dt.strftime(_ISO)
+        for c, dtype in rows.schema.items()
+        if isinstance(dtype, pl.Datetime)
+    )
+    records = frame.to_dicts()
+    if "metadata" in frame.columns or any(frame.schema[c] == pl.Float64 for c in frame.columns):
+        for record in records:
+            for key, value in record.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    record[key] = None
+                elif key == "metadata" and isinstance(value, list):
+                    record[key] = {kv["key"]: kv["value"] for kv in value}
+    return records
+
+
+def _flat_frame(rows: pl.DataFrame) -> pl.DataFrame:
+    """Scalars only: datetimes as ISO text, lists and metadata as JSON text."""
+    exprs = []
+    for column, dtype in rows.schema.items():
+        if isinstance(dtype, pl.Datetime):
+            exprs.append(pl.col(column).dt.strftime(_ISO))
+        elif isinstance(dtype, pl.List):
+            exprs.append(_json_column(rows, column))
+    return rows.with_columns(exprs) if exprs else rows
+
+
+def _json_column(rows: pl.DataFrame, column: str) -> pl.Series:
+    values = []
+    for value in rows.get_column(column).to_list():
+        if column == "metadata" and value is not None:
+            value = {kv["key"]: kv["value"] for kv in value}
+        values.append(None if value is None else json.dumps(value, ensure_ascii=False))
+    return pl.Series(column, values, dtype=pl.String)
+
+
+def _delimited(rows: pl.DataFrame, separator: str) -> str:
+    return _flat_frame(rows).write_csv(separator=separator, float_precision=None)
+
+
+def _markdown(rows: pl.DataFrame) -> str:
+    from tabulate import tabulate
+
+    flat = _flat_frame(rows)
+    text = tabulate(
+        flat.rows(), headers=flat.columns, tablefmt="github", disable_numparse=True, missingval=""
+    )
+    return text + "\n" if flat.columns else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables for people
+
+
+def _table(rows: pl.DataFrame, *, tz: tzinfo | None, width: int | None) -> str:
+    from tabulate import tabulate
+
+    if rows.is_empty():
+        return ""
+    columns = rows.columns
+    cells = [
+        [_human(column, value, tz) for column, value in zip(columns, row, strict=True)]
+        for row in rows.iter_rows()
+    ]
+    headers = [HEADERS.get(c, c.replace("_", " ").upper()) for c in columns]
+    if width:
+        fixed = [rows.schema[c].is_numeric() or rows.schema[c].is_temporal() for c in columns]
+        cells = fit_to_width(headers, cells, width, fixed=fixed)
+    align = ["right" if rows.schema[c].is_numeric() else "left" for c in columns]
+    return (
+        tabulate(cells, headers=headers, tablefmt="simple", colalign=align, disable_numparse=True)
+        + "\n"
+    )
+
+
+def fit_to_width(
+    headers: Sequence[str], cells: list[list[str]], width: int, *, fixed: Sequence[bool]
+) -> list[list[str]]:
+    """Cut the widest text columns (never numbers or times) with an ellipsis until it fits."""
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    limits = list(widths)
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    while excess > 0:
+        candidates = [
+            i
+            for i, f in enumerate(fixed)
+            if not f and limits[i] > max(_SHRINKABLE_MIN, len(headers[i]))
+        ]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: limits[i])
+        floor = max(_SHRINKABLE_MIN, len(headers[widest]))
+        cut = min(excess, limits[widest] - floor)
+        limits[widest] -= cut
+        excess -= cut
+    return [[_ellipsis(cell, limits[i]) for i, cell in enumerate(row)] for row in cells]
+
+
+def _ellipsis(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _human(column: str, value, tz: tzinfo | None) -> str:
+    if value is None:
+        return ""
+    if column in _MONEY:
+        return money(value)
+    if column in _DURATION:
+        return duration(value)
+    if hasattr(value, "astimezone"):
+        return (
+            value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+            if tz
+            else value.strftime("%Y-%m-%d %H:%M:%SZ")
+        )
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, list):
+        if value and isinstance(value[0], dict):
+            return ", ".join(f"{kv['key']}={kv['value']}" for kv in value)
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def money(usd: float) -> str:
+    if usd == 0:
+        return "$0"
+    if abs(usd) < 0.0001:
+        return "<$0.0001"
+    if abs(usd) < 1:
+        return f"${usd:.4f}"
+    return f"${usd:,.2f}"
+
+
+def duration(ms: float) -> str:
+    """`850ms`, `4.2s`, `1m 23s`, `2h 03m`, `3d 4h`."""
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
