@@ -330,8 +330,8 @@ def _reason(exc: ValueError, line: str) -> str:
     if isinstance(exc, otlp.Malformed):
         return str(exc)
     if isinstance(exc, json.JSONDecodeError):
-        if exc.pos >= len(line.rstrip()):
-            return "invalid JSON (line ends early: truncated?)"
+        if exc.pos >= len(line.rstrip()) or exc.msg.startswith("Unterminated"):
+            return "invalid JSON: the line ends early (truncated?)"
         return f"invalid JSON ({exc.msg} at column {exc.colno})"
     return f"invalid JSON ({exc})"
 

@@ -56,14 +56,17 @@ def build(
 
 def annotate(spans: pl.DataFrame, *, cost_mode: str, prices: dict) -> pl.DataFrame:
     """Mark roots, the spans whose usage counts, LLM calls, and each call's cost."""
+    # A span that names itself as parent has no parent: it is a root.
+    spans = spans.with_columns(
+        pl.when(pl.col("parent_span_id") != pl.col("span_id"))
+        .then("parent_span_id")
+        .alias("parent_span_id")
+    )
     ids = spans.select("trace_id", "span_id")
     parents = ids.rename({"span_id": "parent_span_id"}).with_columns(parent_present=pl.lit(True))
     spans = (
         spans.join(parents, on=["trace_id", "parent_span_id"], how="left", maintain_order="left")
-        .with_columns(
-            is_root=pl.col("parent_present").is_null()
-            | (pl.col("parent_span_id") == pl.col("span_id"))
-        )
+        .with_columns(is_root=pl.col("parent_present").is_null())
         .drop("parent_present")
     )
 

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sessions_cli.cli import cli
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+REAL = FIXTURES / "agentmark.otlp.jsonl"
+REAL_PROTO = FIXTURES / "agentmark.protojson.jsonl"
+EDGE = FIXTURES / "edge"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for name in ("SESSIONS_TRACES", "COLUMNS", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def run(*args: str, input: bytes | str | None = None, env: dict | None = None):
+    """Invoke the CLI as a user would; stdout and stderr are kept apart."""
+    return CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+
+
+def run_json(*args: str, input=None):
+    result = run(*args, "--json", input=input)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def by_id(rows: list[dict], key: str = "session_id") -> dict[str, dict]:
+    return {row[key]: row for row in rows}

@@ -1,0 +1,194 @@
+"""Reading: formats detected by content, compression, malformed lines, paths and stdin."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from sessions_cli import attributes, inputs, render
+from sessions_cli.errors import UsageError
+from tests.conftest import EDGE, REAL, by_id, run, run_json
+from tests.otlp_builder import document, lines, span
+
+
+def read(path):
+    sources = inputs.resolve((str(path),), stdin_is_tty=True, env={})
+    return inputs.read_spans(sources, attributes.CHAINS)
+
+
+@pytest.mark.parametrize("use_stdin", [False, True])
+def test_pretty_printed_document(use_stdin):
+    path = EDGE / "pretty_document.json"
+    rows = run_json("list", input=path.read_bytes()) if use_stdin else run_json("list", str(path))
+    assert [(r["session_id"], r["input_tokens"], r["output_tokens"]) for r in rows] == [
+        ("s-pretty", 7, 3)
+    ]
+
+
+def test_array_of_documents_with_old_scope_name_and_native_tag_array():
+    [row] = run_json("list", str(EDGE / "array_of_documents.json"))
+    assert row["session_id"] == "s-array"
+    assert row["tags"] == ["x", "y"]
+    assert row["error_count"] == 1  # STATUS_CODE_ERROR, the enum's name
+
+
+def test_resource_attributes_apply_and_span_attributes_override():
+    spans, _ = read(EDGE / "resource_attributes.otlp.jsonl")
+    users = dict(zip(spans["name"], spans["user_id"], strict=True))
+    assert users == {"job": "res-user", "step": "override"}
+    assert set(spans["session_id"]) == {"s-resource"}
+
+
+def test_malformed_lines_are_skipped_reported_once_and_the_rest_counted():
+    result = run("list", str(EDGE / "malformed_lines.otlp.jsonl"), "--json")
+    assert result.exit_code == 0
+    [row] = json.loads(result.stdout)
+    assert (row["session_id"], row["input_tokens"]) == ("s-malformed", 5)
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 1
+    assert "malformed_lines.otlp.jsonl: skipped 3 malformed lines (line 2, 3, 4;" in warnings[0]
+
+
+def test_strict_turns_malformed_lines_into_an_error():
+    result = run("list", str(EDGE / "malformed_lines.otlp.jsonl"), "--strict", "--json")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "sessions: error: malformed input (--strict)" in result.stderr
+    assert "line 2, 3, 4" in result.stderr
+
+
+def test_truncated_last_line_is_named():
+    _, report = read(EDGE / "malformed_lines.otlp.jsonl")
+    line, reason = report.malformed[str(EDGE / "malformed_lines.otlp.jsonl")][-1]
+    assert line == 4
+    assert "truncated" in reason
+
+
+def test_empty_file_is_empty_output_not_an_error():
+    result = run("list", str(EDGE / "empty.jsonl"), "--json")
+    assert (result.exit_code, result.stdout) == (0, "[]\n")
+    assert "no spans" in result.stderr
+    csv = run("list", str(EDGE / "empty.jsonl"), "--csv")
+    assert csv.stdout.startswith("session_id,session_name,user_id,users,start,end,")
+    assert len(csv.stdout.splitlines()) == 1
+
+
+def test_missing_file_is_an_error_naming_it():
+    result = run("list", "no/such/file.jsonl")
+    assert result.exit_code == 1
+    assert result.stderr == "sessions: error: no/such/file.jsonl: no such file or directory\n"
+
+
+def test_unreadable_explicit_file_is_an_error(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\nworld\n")
+    result = run("list", str(path))
+    assert result.exit_code == 1
+    assert "not a trace file" in result.stderr
+
+
+def test_directory_is_read_recursively_skipping_other_files(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.jsonl").write_bytes(REAL.read_bytes())
+    (tmp_path / "a" / "README.txt").write_text("not traces\n")
+    (tmp_path / ".hidden.jsonl").write_text("{broken")
+    result = run("list", str(tmp_path), "--json")
+    assert result.exit_code == 0
+    assert len(json.loads(result.stdout)) == 4
+    assert "README.txt: not a trace file" in result.stderr
+
+
+def test_glob_and_environment_variable(tmp_path, monkeypatch):
+    (tmp_path / "one.jsonl").write_text(lines(document(span("a1", "1", session__id="s1"))))
+    (tmp_path / "two.jsonl").write_text(lines(document(span("a2", "2", session__id="s2"))))
+    rows = run_json("list", str(tmp_path / "*.jsonl"))
+    assert sorted(r["session_id"] for r in rows) == ["s1", "s2"]
+    no_match = run("list", str(tmp_path / "*.nothing"))
+    assert no_match.exit_code == 1
+    assert "no file matches" in no_match.stderr
+    sources = inputs.resolve((), stdin_is_tty=True, env={"SESSIONS_TRACES": str(tmp_path)})
+    assert [s.path.name for s in sources] == ["one.jsonl", "two.jsonl"]
+
+
+def test_no_input_on_a_terminal_says_what_to_pass():
+    with pytest.raises(UsageError, match="SESSIONS_TRACES"):
+        inputs.resolve((), stdin_is_tty=True, env={})
+
+
+def test_bom_crlf_blank_lines_and_numbers_as_numbers(tmp_path):
+    doc = document(span("a", "1", session__id="s", gen_ai__usage__input_tokens=4))
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["startTimeUnixNano"] = 1_790_000_000 * 10**9
+    text = "\ufeff" + json.dumps(doc) + "\r\n\r\n" + json.dumps(doc).replace('"4"', "4") + "\r\n"
+    (tmp_path / "t.jsonl").write_bytes(text.encode())
+    [row] = run_json("list", str(tmp_path / "t.jsonl"))
+    assert row["input_tokens"] == 4
+    assert row["start"] == "2026-09-21T14:13:20.000000000Z"
+
+
+def test_unreadable_compressed_stream_is_an_error(tmp_path):
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(REAL.read_bytes())[:200])
+    result = run("list", str(tmp_path / "cut.gz"))
+    assert result.exit_code == 1
+    assert "cut.gz: cannot read" in result.stderr
+
+
+def test_chunk_size_does_not_change_the_spans():
+    sources = inputs.resolve((str(REAL),), stdin_is_tty=True, env={})
+    whole, _ = inputs.read_spans(sources, attributes.CHAINS)
+    tiny, _ = inputs.read_spans(sources, attributes.CHAINS, chunk_bytes=1000)
+    assert whole.sort("span_id").equals(tiny.sort("span_id"))
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv", "jsonl"])
+def test_flat_span_records_round_trip(tmp_path, suffix):
+    spans, _ = read(REAL)
+    path = tmp_path / f"spans.{suffix}"
+    if suffix == "parquet":
+        spans.write_parquet(path)
+    else:  # what `sessions` itself writes for span-level output
+        path.write_text(render.render(spans, suffix))
+    assert run_json("list", str(path)) == run_json("list", str(REAL))
+
+
+def test_session_key_replaces_the_chain(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(lines(document(
+        span("a", "1", session__id="built-in", app__conversation="mine"),
+        span("b", "2", session__id="only-built-in"),
+    )))
+    assert [r["session_id"] for r in run_json("list", str(path))] == ["built-in", "only-built-in"]
+    rows = run_json("list", str(path), "--session-key", "app.conversation")
+    assert [r["session_id"] for r in rows] == ["mine"]
+
+
+def test_base64_and_hex_ids_of_one_span_are_the_same_span(tmp_path):
+    hex_doc = document(span("0102030405060708090a0b0c0d0e0f10", "0102030405060708", session__id="s"))
+    b64 = json.loads(json.dumps(hex_doc))
+    b64_span = b64["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    b64_span["traceId"], b64_span["spanId"] = "AQIDBAUGBwgJCgsMDQ4PEA==", "AQIDBAUGBwg="
+    (tmp_path / "t.jsonl").write_text(lines(hex_doc, b64))
+    [row] = run_json("list", str(tmp_path / "t.jsonl"))
+    assert row["span_count"] == 1
+
+
+def test_unreadable_file_is_an_error_naming_it(tmp_path, monkeypatch):
+    path = tmp_path / "locked.jsonl"
+    path.write_text("{}")
+    real_open = type(path).open
+
+    def deny(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(path), "open", deny)  # tests run as root, where chmod 0 reads fine
+    result = run("list", str(path))
+    assert result.exit_code == 1
+    assert result.stderr == f"sessions: error: {path}: cannot read (Permission denied)\n"
+
+
+def test_resent_batch_is_counted_once():
+    rows = run_json("list", str(EDGE / "wrapper_usage.otlp.jsonl"))
+    assert by_id(rows)["s-edge"]["span_count"] == 6  # the re-sent batch is counted once
