@@ -19,9 +19,9 @@ FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
 # Columns a table shows when --columns is not given; machine formats show every field.
 TABLE_COLUMNS = {
     "sessions": ["session_id", "session_name", "user_id", "start", "duration_ms", "trace_count",
-                 "llm_call_count", "total_tokens", "cost_usd", "error_count"],
+                 "total_tokens", "cost_usd", "error_count"],
     "traces": ["trace_id", "trace_name", "user_id", "start", "duration_ms", "span_count",
-               "llm_call_count", "total_tokens", "cost_usd", "status"],
+               "total_tokens", "cost_usd", "status"],
 }  # fmt: skip
 # Table headers for people; --columns and machine formats use the field names.
 HEADERS = {
@@ -116,7 +116,10 @@ def _markdown(rows: pl.DataFrame) -> str:
 
 
 def _table(rows: pl.DataFrame, *, tz: tzinfo | None, width: int | None) -> str:
+    import tabulate as tabulate_module
     from tabulate import tabulate
+
+    tabulate_module.MIN_PADDING = 0  # its default pads headers by 2: width we cannot spare
 
     if rows.is_empty():
         return ""
@@ -142,18 +145,17 @@ def fit_to_width(
     """Cut the widest text columns (never numbers or times) with an ellipsis until it fits."""
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
     limits = list(widths)
+
+    def floor(i: int) -> int:
+        return max(_SHRINKABLE_MIN, len(headers[i]))
+
     excess = sum(widths) + 2 * (len(widths) - 1) - width
     while excess > 0:
-        candidates = [
-            i
-            for i, f in enumerate(fixed)
-            if not f and limits[i] > max(_SHRINKABLE_MIN, len(headers[i]))
-        ]
+        candidates = [i for i, f in enumerate(fixed) if not f and limits[i] > floor(i)]
         if not candidates:
-            break
+            break  # numbers and times are never cut: the table stays wider than asked
         widest = max(candidates, key=lambda i: limits[i])
-        floor = max(_SHRINKABLE_MIN, len(headers[widest]))
-        cut = min(excess, limits[widest] - floor)
+        cut = min(excess, limits[widest] - floor(widest))
         limits[widest] -= cut
         excess -= cut
     return [[_ellipsis(cell, limits[i]) for i, cell in enumerate(row)] for row in cells]
@@ -171,10 +173,11 @@ def _human(column: str, value, tz: tzinfo | None) -> str:
     if column in _DURATION:
         return duration(value)
     if hasattr(value, "astimezone"):
+        # Minutes are enough in a table; machine formats keep nanoseconds.
         return (
-            value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+            value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
             if tz
-            else value.strftime("%Y-%m-%d %H:%M:%SZ")
+            else value.strftime("%Y-%m-%d %H:%MZ")
         )
     if isinstance(value, bool):
         return "yes" if value else ""

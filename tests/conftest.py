@@ -22,7 +22,9 @@ def _clean_env(monkeypatch):
 
 def run(*args: str, input: bytes | str | None = None, env: dict | None = None):
     """Invoke the CLI as a user would; stdout and stderr are kept apart."""
-    return CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+    return CliRunner().invoke(
+        cli, list(args), input=input, env=env, catch_exceptions=False, prog_name="sessions"
+    )
 
 
 def run_json(*args: str, input=None):
