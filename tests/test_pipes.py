@@ -1,0 +1,59 @@
+"""A few real processes and pipes, as in a shell: the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REAL
+from tests.otlp_builder import document, lines, span
+
+# The console script installed beside this interpreter (pip install -e .), else on PATH.
+_BESIDE = Path(sys.executable).parent / "sessions"
+SESSIONS = str(_BESIDE) if _BESIDE.exists() else shutil.which("sessions")
+assert SESSIONS, "the `sessions` console script is not installed: pip install -e '.[test]'"
+
+
+def test_json_pipes_into_a_json_tool():
+    result = subprocess.run(
+        f"'{SESSIONS}' list '{REAL}' --json | '{sys.executable}' -m json.tool",
+        shell=True, capture_output=True, text=True, check=True,
+    )
+    assert len(json.loads(result.stdout)) == 4
+
+
+def test_head_closes_the_pipe_without_a_traceback(tmp_path):
+    # 3,000 sessions: far more output than a pipe buffer, so the write after `head` exits fails.
+    big = tmp_path / "big.jsonl"
+    big.write_text(lines(*(document(span(f"t{i}", "1", session__id=f"s-{i}"))
+                           for i in range(3000))))
+    result = subprocess.run(
+        f"set -o pipefail; '{SESSIONS}' list '{big}' --format jsonl | head -1",
+        shell=True, capture_output=True, text=True, executable="/bin/bash",
+    )
+    assert result.returncode == 0
+    assert result.stderr == ""
+    assert json.loads(result.stdout)["session_id"]
+
+
+def test_stdin_pipe_and_python_dash_m(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "sessions_cli", "list", "--csv", "--columns", "session_id"],
+        input=REAL.read_bytes(), capture_output=True, check=True,
+    )
+    assert sorted(result.stdout.decode().split()) == [
+        "sess-batch-3", "sess-handoff-2", "sess-research-7", "sess-support-1", "session_id",
+    ]
+
+
+def test_errors_reach_the_shell_as_exit_codes_without_tracebacks():
+    result = subprocess.run([SESSIONS, "list", "/nonexistent"], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "Traceback" not in result.stderr
+    usage = subprocess.run([SESSIONS, "list", str(REAL), "--since", "soon"],
+                           capture_output=True, text=True)
+    assert usage.returncode == 2
+    assert "Traceback" not in usage.stderr

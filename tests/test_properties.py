@@ -1,0 +1,102 @@
+"""Invariants (hypothesis): order, file splits and re-sent batches never change a number."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sessions_cli import attributes, inputs, model
+from tests.otlp_builder import document, span
+
+MODELS = ["gpt-4o-mini", "m-unpriced"]
+
+
+@st.composite
+def exports(draw):
+    """A few traces, each a small tree; some spans carry usage, some a session id."""
+    docs = []
+    for t in range(draw(st.integers(1, 5))):
+        trace = f"{t:032x}"
+        session = draw(st.sampled_from([None, "s-a", "s-b", "s-c"]))
+        count = draw(st.integers(1, 6))
+        for i in range(count):
+            parent = None if i == 0 else f"{draw(st.integers(0, i - 1)) + 1:016x}"
+            attrs = {}
+            if i == 0 and session:
+                attrs["session.id"] = session
+            if draw(st.booleans()):
+                attrs["gen_ai.usage.input_tokens"] = draw(st.integers(0, 10_000))
+                attrs["gen_ai.usage.output_tokens"] = draw(st.integers(0, 1_000))
+                attrs["gen_ai.request.model"] = draw(st.sampled_from(MODELS))
+            start = draw(st.integers(0, 10_000))
+            docs.append(document(span(
+                trace, f"{i + 1:016x}", parent=parent, start_ms=start,
+                end_ms=start + draw(st.integers(0, 5_000)), error=draw(st.booleans()),
+                **{k.replace(".", "__"): v for k, v in attrs.items()},
+            )))
+    return docs
+
+
+def sessions_of(tmp_path, files: list[list[dict]]):
+    sources = []
+    for n, docs in enumerate(files):
+        path = tmp_path / f"part{n}.jsonl"
+        path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+        sources.append(inputs.Source(str(path), path))
+    spans, _ = inputs.read_spans(sources, attributes.CHAINS)
+    return model.build(spans)
+
+
+def totals(m: model.Model) -> list[tuple]:
+    return sorted(m.sessions.drop("start", "end").rows()) + sorted(
+        m.orphans.drop("start", "end", "start_ns", "end_ns").rows()
+    )
+
+
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(exports(), st.randoms(use_true_random=False), st.integers(1, 4))
+def test_shuffled_split_and_duplicated_inputs_give_identical_totals(tmp_path, docs, rnd, parts):
+    expected = totals(sessions_of(tmp_path, [docs]))
+    shuffled = docs[:]
+    rnd.shuffle(shuffled)
+    duplicated = shuffled + rnd.sample(shuffled, k=len(shuffled) // 2)
+    split = [duplicated[i::parts] for i in range(parts)]
+    assert totals(sessions_of(tmp_path, split)) == expected
+
+
+@SETTINGS
+@given(exports())
+def test_each_span_in_one_trace_and_each_trace_in_at_most_one_session(tmp_path, docs):
+    m = sessions_of(tmp_path, [docs])
+    assert m.spans.select("trace_id", "span_id").is_unique().all()
+    assert m.traces["trace_id"].is_unique().all()
+    assert m.traces["span_count"].sum() == m.spans.height
+    in_sessions = m.traces.filter(m.traces["session_id"].is_not_null())
+    assert m.sessions["trace_count"].sum() == in_sessions.height
+    assert m.sessions["span_count"].sum() + m.orphans["span_count"].sum() == m.spans.height
+
+
+@SETTINGS
+@given(exports())
+def test_session_tokens_equal_the_deepest_usage_spans(tmp_path, docs):
+    """Computed independently: a span counts when no descendant of it carries usage."""
+    m = sessions_of(tmp_path, [docs])
+    rows = m.spans.to_dicts()
+    usage = {(r["trace_id"], r["span_id"]) for r in rows if r["input_tokens"] is not None}
+    parent = {(r["trace_id"], r["span_id"]): r["parent_span_id"] for r in rows}
+    covered = set()
+    for trace_id, span_id in usage:
+        p = parent[(trace_id, span_id)]
+        while p is not None and (trace_id, p) in parent:
+            covered.add((trace_id, p))
+            p = parent[(trace_id, p)]
+    expected = sum(r["input_tokens"] for r in rows
+                   if (r["trace_id"], r["span_id"]) in usage - covered)
+    got = m.sessions["input_tokens"].sum() + m.orphans["input_tokens"].sum()
+    assert got == expected
