@@ -22,6 +22,16 @@ SORT_NAMES = ("start", "end", "cost", "tokens", "duration", "traces", "spans", "
               "user")  # fmt: skip
 
 
+def _price_table() -> str:
+    """Which dated price table is bundled: the installed genai-prices release."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"genai-prices {version('genai-prices')}"
+    except PackageNotFoundError:  # pragma: no cover - a broken install
+        return "not installed"
+
+
 class CliError(click.ClickException):
     """A library error as the user sees it: `sessions: error: ...` and the contract's code."""
 
@@ -46,7 +56,11 @@ class SessionsGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(
-    __version__, "-V", "--version", prog_name="sessions", message="%(prog)s %(version)s"
+    __version__,
+    "-V",
+    "--version",
+    prog_name="sessions",
+    message="%(prog)s %(version)s (price table: " + _price_table() + ")",
 )
 def cli() -> None:
     """Session analytics for LLM application traces (OpenTelemetry exports).

@@ -103,13 +103,3 @@ def _genai_price(model: str, provider: str | None, inp: int, out: int) -> float 
         except LookupError:
             continue
     return None
-
-
-def table_version() -> str:
-    """Which price table is bundled, for `--version`."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"genai-prices {version('genai-prices')}"
-    except PackageNotFoundError:  # pragma: no cover - a broken install
-        return "genai-prices (not installed)"

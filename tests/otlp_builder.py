@@ -27,8 +27,17 @@ def hex_id(label: str, length: int) -> str:
     return label.encode().hex().ljust(length, "0")[:length]
 
 
-def span(trace: str, span_id: str, *, parent: str | None = None, name: str = "span",
-         start_ms: int = 0, end_ms: int = 10, error: bool = False, **attrs: Any) -> dict:
+def span(
+    trace: str,
+    span_id: str,
+    *,
+    parent: str | None = None,
+    name: str = "span",
+    start_ms: int = 0,
+    end_ms: int = 10,
+    error: bool = False,
+    **attrs: Any,
+) -> dict:
     """A span; keyword attributes use `__` for dots: gen_ai__usage__input_tokens=5."""
     out = {
         "traceId": hex_id(trace, 32),
@@ -46,8 +55,14 @@ def span(trace: str, span_id: str, *, parent: str | None = None, name: str = "sp
 
 def document(*spans: dict, resource: dict[str, Any] | None = None) -> dict:
     attrs = [{"key": k, "value": value(v)} for k, v in (resource or {}).items()]
-    return {"resourceSpans": [{"resource": {"attributes": attrs},
-                               "scopeSpans": [{"scope": {"name": "t"}, "spans": list(spans)}]}]}
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": attrs},
+                "scopeSpans": [{"scope": {"name": "t"}, "spans": list(spans)}],
+            }
+        ]
+    }
 
 
 def lines(*docs: dict) -> str:

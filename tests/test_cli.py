@@ -19,25 +19,67 @@ DAY_MS = 86_400_000
 def three(tmp_path):
     """Three sessions on consecutive days (2026-09-21..23 UTC) with distinct figures."""
     path = tmp_path / "three.jsonl"
-    path.write_text(lines(
-        document(span("t1", "1", start_ms=0, end_ms=1000, session__id="sess-alpha",
-                      agentmark__session_name="Alpha Chat", agentmark__user_id="ann",
-                      agentmark__tags="prod", agentmark__metadata__plan="pro",
-                      gen_ai__request__model="m-small", gen_ai__usage__input_tokens=100,
-                      gen_ai__usage__output_tokens=10, agentmark__usage__cost_usd=0.10)),
-        document(span("t2", "2", start_ms=DAY_MS, end_ms=DAY_MS + 5000, session__id="sess-beta",
-                      agentmark__user_id="ben", agentmark__tags="dev",
-                      gen_ai__request__model="m-large", gen_ai__usage__input_tokens=5000,
-                      gen_ai__usage__output_tokens=500, agentmark__usage__cost_usd=2.50),
-                 span("t3", "3", start_ms=DAY_MS + 9000, end_ms=DAY_MS + 9500,
-                      session__id="sess-beta", error=True)),
-        document(span("t4", "4", start_ms=2 * DAY_MS, end_ms=2 * DAY_MS + 200,
-                      session__id="sess-gamma", agentmark__session_name="gamma batch",
-                      agentmark__user_id="ann", agentmark__tags="prod",
-                      agentmark__metadata__plan="free", gen_ai__request__model="m-small",
-                      gen_ai__usage__input_tokens=1000, gen_ai__usage__output_tokens=100,
-                      agentmark__usage__cost_usd=0.40)),
-    ))
+    path.write_text(
+        lines(
+            document(
+                span(
+                    "t1",
+                    "1",
+                    start_ms=0,
+                    end_ms=1000,
+                    session__id="sess-alpha",
+                    agentmark__session_name="Alpha Chat",
+                    agentmark__user_id="ann",
+                    agentmark__tags="prod",
+                    agentmark__metadata__plan="pro",
+                    gen_ai__request__model="m-small",
+                    gen_ai__usage__input_tokens=100,
+                    gen_ai__usage__output_tokens=10,
+                    agentmark__usage__cost_usd=0.10,
+                )
+            ),
+            document(
+                span(
+                    "t2",
+                    "2",
+                    start_ms=DAY_MS,
+                    end_ms=DAY_MS + 5000,
+                    session__id="sess-beta",
+                    agentmark__user_id="ben",
+                    agentmark__tags="dev",
+                    gen_ai__request__model="m-large",
+                    gen_ai__usage__input_tokens=5000,
+                    gen_ai__usage__output_tokens=500,
+                    agentmark__usage__cost_usd=2.50,
+                ),
+                span(
+                    "t3",
+                    "3",
+                    start_ms=DAY_MS + 9000,
+                    end_ms=DAY_MS + 9500,
+                    session__id="sess-beta",
+                    error=True,
+                ),
+            ),
+            document(
+                span(
+                    "t4",
+                    "4",
+                    start_ms=2 * DAY_MS,
+                    end_ms=2 * DAY_MS + 200,
+                    session__id="sess-gamma",
+                    agentmark__session_name="gamma batch",
+                    agentmark__user_id="ann",
+                    agentmark__tags="prod",
+                    agentmark__metadata__plan="free",
+                    gen_ai__request__model="m-small",
+                    gen_ai__usage__input_tokens=1000,
+                    gen_ai__usage__output_tokens=100,
+                    agentmark__usage__cost_usd=0.40,
+                )
+            ),
+        )
+    )
     return str(path)
 
 
@@ -49,18 +91,21 @@ def test_default_order_is_newest_first(three):
     assert ids(three) == ["sess-gamma", "sess-beta", "sess-alpha"]
 
 
-@pytest.mark.parametrize(("sort", "expected"), [
-    ("start", ["sess-gamma", "sess-beta", "sess-alpha"]),
-    ("end", ["sess-gamma", "sess-beta", "sess-alpha"]),
-    ("cost", ["sess-beta", "sess-gamma", "sess-alpha"]),
-    ("tokens", ["sess-beta", "sess-gamma", "sess-alpha"]),
-    ("duration", ["sess-beta", "sess-alpha", "sess-gamma"]),
-    ("traces", ["sess-beta", "sess-alpha", "sess-gamma"]),
-    ("spans", ["sess-beta", "sess-alpha", "sess-gamma"]),
-    ("errors", ["sess-beta", "sess-alpha", "sess-gamma"]),
-    ("name", ["sess-gamma", "sess-alpha", "sess-beta"]),  # no name sorts last
-    ("user", ["sess-beta", "sess-alpha", "sess-gamma"]),
-])
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("start", ["sess-gamma", "sess-beta", "sess-alpha"]),
+        ("end", ["sess-gamma", "sess-beta", "sess-alpha"]),
+        ("cost", ["sess-beta", "sess-gamma", "sess-alpha"]),
+        ("tokens", ["sess-beta", "sess-gamma", "sess-alpha"]),
+        ("duration", ["sess-beta", "sess-alpha", "sess-gamma"]),
+        ("traces", ["sess-beta", "sess-alpha", "sess-gamma"]),
+        ("spans", ["sess-beta", "sess-alpha", "sess-gamma"]),
+        ("errors", ["sess-beta", "sess-alpha", "sess-gamma"]),
+        ("name", ["sess-gamma", "sess-alpha", "sess-beta"]),  # no name sorts last
+        ("user", ["sess-beta", "sess-alpha", "sess-gamma"]),
+    ],
+)
 def test_sort_keys(three, sort, expected):
     assert ids(three, "--sort", sort) == expected
 
@@ -71,25 +116,31 @@ def test_ascending_and_limit(three):
     assert ids(three, "--limit", "0") == []
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--since", "2026-09-22"], ["sess-gamma", "sess-beta"]),
-    (["--until", "2026-09-22T00:00:00Z"], ["sess-alpha"]),
-    # beta is active 14:13:20-14:13:29.5 on 2026-09-22: a window inside it matches
-    (["--since", "2026-09-22T16:13:25+02:00", "--until", "2026-09-22T14:13:26Z"], ["sess-beta"]),
-    (["--user", "ann"], ["sess-gamma", "sess-alpha"]),
-    (["--user", "ben", "--user", "nobody"], ["sess-beta"]),
-    (["--search", "ALPHA"], ["sess-alpha"]),  # the name, case-insensitive
-    (["--search", "gam"], ["sess-gamma"]),  # the id
-    (["--tag", "prod"], ["sess-gamma", "sess-alpha"]),
-    (["--tag", "prod", "--tag", "dev"], []),
-    (["--meta", "plan=pro"], ["sess-alpha"]),
-    (["--model", "m-large"], ["sess-beta"]),
-    (["--min-cost", "0.40"], ["sess-gamma", "sess-beta"]),
-    (["--max-cost", "0.40"], ["sess-gamma", "sess-alpha"]),
-    (["--min-tokens", "1100"], ["sess-gamma", "sess-beta"]),
-    (["--min-traces", "2"], ["sess-beta"]),
-    (["--errors"], ["sess-beta"]),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--since", "2026-09-22"], ["sess-gamma", "sess-beta"]),
+        (["--until", "2026-09-22T00:00:00Z"], ["sess-alpha"]),
+        # beta is active 14:13:20-14:13:29.5 on 2026-09-22: a window inside it matches
+        (
+            ["--since", "2026-09-22T16:13:25+02:00", "--until", "2026-09-22T14:13:26Z"],
+            ["sess-beta"],
+        ),
+        (["--user", "ann"], ["sess-gamma", "sess-alpha"]),
+        (["--user", "ben", "--user", "nobody"], ["sess-beta"]),
+        (["--search", "ALPHA"], ["sess-alpha"]),  # the name, case-insensitive
+        (["--search", "gam"], ["sess-gamma"]),  # the id
+        (["--tag", "prod"], ["sess-gamma", "sess-alpha"]),
+        (["--tag", "prod", "--tag", "dev"], []),
+        (["--meta", "plan=pro"], ["sess-alpha"]),
+        (["--model", "m-large"], ["sess-beta"]),
+        (["--min-cost", "0.40"], ["sess-gamma", "sess-beta"]),
+        (["--max-cost", "0.40"], ["sess-gamma", "sess-alpha"]),
+        (["--min-tokens", "1100"], ["sess-gamma", "sess-beta"]),
+        (["--min-traces", "2"], ["sess-beta"]),
+        (["--errors"], ["sess-beta"]),
+    ],
+)
 def test_filters(three, args, expected):
     assert ids(three, *args) == expected
 
@@ -108,10 +159,27 @@ def test_filter_matching_nothing_is_empty_with_a_note(three):
 def test_json_is_contract_shaped(three):
     row = run_json("list", three, "--search", "alpha")[0]
     assert list(row) == [
-        "session_id", "session_name", "user_id", "users", "start", "end", "duration_ms",
-        "trace_count", "span_count", "llm_call_count", "input_tokens", "output_tokens",
-        "total_tokens", "cost_usd", "cost_source", "unpriced_call_count", "error_count",
-        "failed_trace_count", "models", "tags", "metadata",
+        "session_id",
+        "session_name",
+        "user_id",
+        "users",
+        "start",
+        "end",
+        "duration_ms",
+        "trace_count",
+        "span_count",
+        "llm_call_count",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "cost_usd",
+        "cost_source",
+        "unpriced_call_count",
+        "error_count",
+        "failed_trace_count",
+        "models",
+        "tags",
+        "metadata",
     ]
     assert row["start"] == "2026-09-21T14:13:20.000000000Z"
     assert row["end"] == "2026-09-21T14:13:21.000000000Z"
@@ -121,7 +189,9 @@ def test_json_is_contract_shaped(three):
 
 def test_jsonl_csv_tsv_markdown_carry_the_same_rows(three):
     as_json = run_json("list", three)
-    jsonl = [json.loads(line) for line in run("list", three, "--format", "jsonl").stdout.splitlines()]
+    jsonl = [
+        json.loads(line) for line in run("list", three, "--format", "jsonl").stdout.splitlines()
+    ]
     assert jsonl == as_json
     for fmt, delimiter in (("csv", ","), ("tsv", "\t")):
         result = run("list", three, "--format", fmt)
@@ -138,7 +208,10 @@ def test_jsonl_csv_tsv_markdown_carry_the_same_rows(three):
 def test_csv_shortcut_and_columns(three):
     result = run("list", three, "--csv", "--columns", "session_id,cost_usd")
     assert result.stdout.splitlines() == [
-        "session_id,cost_usd", "sess-gamma,0.4", "sess-beta,2.5", "sess-alpha,0.1",
+        "session_id,cost_usd",
+        "sess-gamma,0.4",
+        "sess-beta,2.5",
+        "sess-alpha,0.1",
     ]
 
 
@@ -159,21 +232,25 @@ def test_narrow_terminal_never_cuts_numbers_or_times(three):
 
 def test_table_time_zone(three):
     utc = run("list", three, "--columns", "session_id,start", "--search", "alpha").stdout
-    paris = run("list", three, "--columns", "session_id,start", "--search", "alpha",
-                "--tz", "Europe/Paris").stdout
+    paris = run(
+        "list", three, "--columns", "session_id,start", "--search", "alpha", "--tz", "Europe/Paris"
+    ).stdout
     assert "2026-09-21 14:13Z" in utc
     assert "2026-09-21 16:13" in paris
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--since", "not a date"], "cannot read 'not a date' as a time"),
-    (["--columns", "session_id,nope"], "unknown field 'nope'"),
-    (["--format", "xml"], "'xml' is not one of"),
-    (["--tz", "Mars/Olympus"], "unknown time zone"),
-    (["--meta", "novalue"], "expected KEY=VALUE"),
-    (["--limit", "-1"], "-1 is not in the range"),
-    (["--sort", "colour"], "'colour' is not one of"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "not a date"], "cannot read 'not a date' as a time"),
+        (["--columns", "session_id,nope"], "unknown field 'nope'"),
+        (["--format", "xml"], "'xml' is not one of"),
+        (["--tz", "Mars/Olympus"], "unknown time zone"),
+        (["--meta", "novalue"], "expected KEY=VALUE"),
+        (["--limit", "-1"], "-1 is not in the range"),
+        (["--sort", "colour"], "'colour' is not one of"),
+    ],
+)
 def test_usage_errors_exit_2(three, args, message):
     result = run("list", three, *args)
     assert result.exit_code == 2
@@ -199,8 +276,19 @@ def test_bad_price_file_is_a_usage_error(tmp_path, three):
 
 def test_price_file_prices_unknown_models(tmp_path):
     path = tmp_path / "t.jsonl"
-    path.write_text(lines(document(span("t", "1", session__id="s", gen_ai__request__model="mine",
-                                        gen_ai__usage__input_tokens=2_000_000))))
+    path.write_text(
+        lines(
+            document(
+                span(
+                    "t",
+                    "1",
+                    session__id="s",
+                    gen_ai__request__model="mine",
+                    gen_ai__usage__input_tokens=2_000_000,
+                )
+            )
+        )
+    )
     prices = tmp_path / "prices.json"
     prices.write_text('{"mine": {"input_per_mtok": 1.5, "output_per_mtok": 3}}')
     [row] = run_json("list", str(path), "--prices", str(prices))
@@ -210,7 +298,7 @@ def test_price_file_prices_unknown_models(tmp_path):
 
 
 def test_version_and_help_everywhere():
-    assert run("--version").stdout == f"sessions {__version__}\n"
+    assert run("--version").stdout.startswith(f"sessions {__version__} (price table: genai-prices ")
     for args in (["-h"], ["--help"], ["list", "-h"]):
         result = run(*args)
         assert result.exit_code == 0

@@ -119,7 +119,9 @@ def test_no_input_on_a_terminal_says_what_to_pass():
 
 def test_bom_crlf_blank_lines_and_numbers_as_numbers(tmp_path):
     doc = document(span("a", "1", session__id="s", gen_ai__usage__input_tokens=4))
-    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["startTimeUnixNano"] = 1_790_000_000 * 10**9
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["startTimeUnixNano"] = (
+        1_790_000_000 * 10**9
+    )
     text = "\ufeff" + json.dumps(doc) + "\r\n\r\n" + json.dumps(doc).replace('"4"', "4") + "\r\n"
     (tmp_path / "t.jsonl").write_bytes(text.encode())
     [row] = run_json("list", str(tmp_path / "t.jsonl"))
@@ -154,17 +156,23 @@ def test_flat_span_records_round_trip(tmp_path, suffix):
 
 def test_session_key_replaces_the_chain(tmp_path):
     path = tmp_path / "t.jsonl"
-    path.write_text(lines(document(
-        span("a", "1", session__id="built-in", app__conversation="mine"),
-        span("b", "2", session__id="only-built-in"),
-    )))
+    path.write_text(
+        lines(
+            document(
+                span("a", "1", session__id="built-in", app__conversation="mine"),
+                span("b", "2", session__id="only-built-in"),
+            )
+        )
+    )
     assert [r["session_id"] for r in run_json("list", str(path))] == ["built-in", "only-built-in"]
     rows = run_json("list", str(path), "--session-key", "app.conversation")
     assert [r["session_id"] for r in rows] == ["mine"]
 
 
 def test_base64_and_hex_ids_of_one_span_are_the_same_span(tmp_path):
-    hex_doc = document(span("0102030405060708090a0b0c0d0e0f10", "0102030405060708", session__id="s"))
+    hex_doc = document(
+        span("0102030405060708090a0b0c0d0e0f10", "0102030405060708", session__id="s")
+    )
     b64 = json.loads(json.dumps(hex_doc))
     b64_span = b64["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
     b64_span["traceId"], b64_span["spanId"] = "AQIDBAUGBwgJCgsMDQ4PEA==", "AQIDBAUGBwg="

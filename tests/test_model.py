@@ -18,8 +18,13 @@ def build(*spans, cost_mode="auto", prices=None, resource=None):
 
 
 def usage(i, o, m="acme-x", **extra):
-    return dict(gen_ai__usage__input_tokens=i, gen_ai__usage__output_tokens=o,
-                gen_ai__request__model=m, gen_ai__operation__name="chat", **extra)
+    return dict(
+        gen_ai__usage__input_tokens=i,
+        gen_ai__usage__output_tokens=o,
+        gen_ai__request__model=m,
+        gen_ai__operation__name="chat",
+        **extra,
+    )
 
 
 def test_wrapper_usage_is_ignored_when_a_descendant_carries_usage():
@@ -100,7 +105,9 @@ def test_parent_cycle_and_self_parent_terminate():
 def test_cost_modes_and_price_overrides():
     spans = (
         span("t", "r", session__id="s"),
-        span("t", "a", parent="r", **usage(1000, 100, m="my-model", agentmark__usage__cost_usd=0.5)),
+        span(
+            "t", "a", parent="r", **usage(1000, 100, m="my-model", agentmark__usage__cost_usd=0.5)
+        ),
         span("t", "b", parent="r", **usage(1000, 100, m="my-model")),
     )
     prices = {"my-model": (2.0, 10.0)}  # USD per million tokens
@@ -118,33 +125,70 @@ def test_cost_modes_and_price_overrides():
 
 @pytest.mark.parametrize("bad", ["-1", "NaN", "Infinity", "abc"])
 def test_invalid_cost_attribute_falls_back_to_the_price_table(bad):
-    m = build(span("t", "r", session__id="s", **usage(1000, 0, m="my-model"),
-                   agentmark__usage__cost_usd=bad), prices={"my-model": (1.0, 0.0)})
+    m = build(
+        span(
+            "t",
+            "r",
+            session__id="s",
+            **usage(1000, 0, m="my-model"),
+            agentmark__usage__cost_usd=bad,
+        ),
+        prices={"my-model": (1.0, 0.0)},
+    )
     assert m.sessions.row(0, named=True)["cost_usd"] == pytest.approx(0.001)
 
 
 def test_token_values_as_float_text_count_and_garbage_does_not():
-    m = build(span("t", "r", session__id="s", gen_ai__usage__input_tokens="12.0",
-                   gen_ai__usage__output_tokens="lots", gen_ai__request__model="m"))
+    m = build(
+        span(
+            "t",
+            "r",
+            session__id="s",
+            gen_ai__usage__input_tokens="12.0",
+            gen_ai__usage__output_tokens="lots",
+            gen_ai__request__model="m",
+        )
+    )
     row = m.sessions.row(0, named=True)
     assert (row["input_tokens"], row["output_tokens"], row["total_tokens"]) == (12, 0, 12)
 
 
 def test_key_precedence_first_present_wins():
-    m = build(span("t", "r", session__id="s",
-                   gen_ai__request__model="requested", gen_ai__response__model="served",
-                   **{"user.id": "second", "agentmark.user_id": "first"}))
+    m = build(
+        span(
+            "t",
+            "r",
+            session__id="s",
+            gen_ai__request__model="requested",
+            gen_ai__response__model="served",
+            **{"user.id": "second", "agentmark.user_id": "first"},
+        )
+    )
     spans = m.spans.row(0, named=True)
     assert (spans["model"], spans["user_id"]) == ("served", "first")
 
 
 def test_metadata_tags_and_users_merge_across_traces():
     m = build(
-        span("t1", "r", session__id="s", start_ms=0, agentmark__tags="a, b",
-             agentmark__metadata__plan="pro", agentmark__user_id="u1"),
-        span("t2", "r", session__id="s", start_ms=50, agentmark__tags='["b","c"]',
-             agentmark__metadata__plan="free", agentmark__metadata__team="x",
-             agentmark__user_id="u2"),
+        span(
+            "t1",
+            "r",
+            session__id="s",
+            start_ms=0,
+            agentmark__tags="a, b",
+            agentmark__metadata__plan="pro",
+            agentmark__user_id="u1",
+        ),
+        span(
+            "t2",
+            "r",
+            session__id="s",
+            start_ms=50,
+            agentmark__tags='["b","c"]',
+            agentmark__metadata__plan="free",
+            agentmark__metadata__team="x",
+            agentmark__user_id="u2",
+        ),
     )
     row = m.sessions.row(0, named=True)
     assert row["tags"] == ["a", "b", "c"]

@@ -20,7 +20,10 @@ assert SESSIONS, "the `sessions` console script is not installed: pip install -e
 def test_json_pipes_into_a_json_tool():
     result = subprocess.run(
         f"'{SESSIONS}' list '{REAL}' --json | '{sys.executable}' -m json.tool",
-        shell=True, capture_output=True, text=True, check=True,
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert len(json.loads(result.stdout)) == 4
 
@@ -28,11 +31,15 @@ def test_json_pipes_into_a_json_tool():
 def test_head_closes_the_pipe_without_a_traceback(tmp_path):
     # 3,000 sessions: far more output than a pipe buffer, so the write after `head` exits fails.
     big = tmp_path / "big.jsonl"
-    big.write_text(lines(*(document(span(f"t{i}", "1", session__id=f"s-{i}"))
-                           for i in range(3000))))
+    big.write_text(
+        lines(*(document(span(f"t{i}", "1", session__id=f"s-{i}")) for i in range(3000)))
+    )
     result = subprocess.run(
         f"set -o pipefail; '{SESSIONS}' list '{big}' --format jsonl | head -1",
-        shell=True, capture_output=True, text=True, executable="/bin/bash",
+        shell=True,
+        capture_output=True,
+        text=True,
+        executable="/bin/bash",
     )
     assert result.returncode == 0
     assert result.stderr == ""
@@ -42,10 +49,16 @@ def test_head_closes_the_pipe_without_a_traceback(tmp_path):
 def test_stdin_pipe_and_python_dash_m(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "sessions_cli", "list", "--csv", "--columns", "session_id"],
-        input=REAL.read_bytes(), capture_output=True, check=True,
+        input=REAL.read_bytes(),
+        capture_output=True,
+        check=True,
     )
     assert sorted(result.stdout.decode().split()) == [
-        "sess-batch-3", "sess-handoff-2", "sess-research-7", "sess-support-1", "session_id",
+        "sess-batch-3",
+        "sess-handoff-2",
+        "sess-research-7",
+        "sess-support-1",
+        "session_id",
     ]
 
 
@@ -53,7 +66,8 @@ def test_errors_reach_the_shell_as_exit_codes_without_tracebacks():
     result = subprocess.run([SESSIONS, "list", "/nonexistent"], capture_output=True, text=True)
     assert (result.returncode, result.stdout) == (1, "")
     assert "Traceback" not in result.stderr
-    usage = subprocess.run([SESSIONS, "list", str(REAL), "--since", "soon"],
-                           capture_output=True, text=True)
+    usage = subprocess.run(
+        [SESSIONS, "list", str(REAL), "--since", "soon"], capture_output=True, text=True
+    )
     assert usage.returncode == 2
     assert "Traceback" not in usage.stderr

@@ -31,11 +31,19 @@ def exports(draw):
                 attrs["gen_ai.usage.output_tokens"] = draw(st.integers(0, 1_000))
                 attrs["gen_ai.request.model"] = draw(st.sampled_from(MODELS))
             start = draw(st.integers(0, 10_000))
-            docs.append(document(span(
-                trace, f"{i + 1:016x}", parent=parent, start_ms=start,
-                end_ms=start + draw(st.integers(0, 5_000)), error=draw(st.booleans()),
-                **{k.replace(".", "__"): v for k, v in attrs.items()},
-            )))
+            docs.append(
+                document(
+                    span(
+                        trace,
+                        f"{i + 1:016x}",
+                        parent=parent,
+                        start_ms=start,
+                        end_ms=start + draw(st.integers(0, 5_000)),
+                        error=draw(st.booleans()),
+                        **{k.replace(".", "__"): v for k, v in attrs.items()},
+                    )
+                )
+            )
     return docs
 
 
@@ -55,8 +63,9 @@ def totals(m: model.Model) -> list[tuple]:
     )
 
 
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @SETTINGS
@@ -96,7 +105,8 @@ def test_session_tokens_equal_the_deepest_usage_spans(tmp_path, docs):
         while p is not None and (trace_id, p) in parent:
             covered.add((trace_id, p))
             p = parent[(trace_id, p)]
-    expected = sum(r["input_tokens"] for r in rows
-                   if (r["trace_id"], r["span_id"]) in usage - covered)
+    expected = sum(
+        r["input_tokens"] for r in rows if (r["trace_id"], r["span_id"]) in usage - covered
+    )
     got = m.sessions["input_tokens"].sum() + m.orphans["input_tokens"].sum()
     assert got == expected
