@@ -76,9 +76,3 @@ def chains(session_keys: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
     """The chains in force: `--session-key` replaces the session-id chain."""
     return {**CHAINS, "session_id": tuple(session_keys)} if session_keys else dict(CHAINS)
 
-
-def wanted_keys(active: dict[str, tuple[str, ...]]) -> list[str]:
-    """Every exact attribute key the reader must keep (metadata is matched by prefix)."""
-    keys = {key for chain in active.values() for key in chain}
-    keys.add(TAGS)
-    return sorted(keys)

@@ -17,6 +17,7 @@ import click
 from sessions_cli import __version__
 from sessions_cli.errors import ExitCode, SessionsError
 
+# Also in render.FORMATS; repeated here so that --help does not import polars.
 FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
 SORT_NAMES = ("start", "end", "cost", "tokens", "duration", "traces", "spans", "errors", "name",
               "user")  # fmt: skip

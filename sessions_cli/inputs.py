@@ -22,7 +22,7 @@ import polars as pl
 
 from sessions_cli import flat, otlp
 from sessions_cli.errors import InputError, UsageError
-from sessions_cli.schema import SPAN_SCHEMA, empty_spans
+from sessions_cli.schema import empty_spans
 
 CHUNK_BYTES = 16 * 1024 * 1024
 _GZIP, _ZSTD, _PARQUET = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PAR1"
@@ -44,7 +44,6 @@ class Report:
     skipped_files: list[str] = field(default_factory=list)
     invalid_utf8: list[str] = field(default_factory=list)
     spans_without_ids: int = 0
-    duplicate_spans: int = 0
 
     def bad_line(self, label: str, line: int, reason: str) -> None:
         self.malformed.setdefault(label, []).append((line, reason))
@@ -153,9 +152,7 @@ def read_spans(
     spans = pl.concat(frames) if frames else empty_spans()
     valid = spans.filter(pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null())
     report.spans_without_ids = spans.height - valid.height
-    unique = valid.unique(["trace_id", "span_id"], keep="first", maintain_order=True)
-    report.duplicate_spans = valid.height - unique.height
-    return unique, report
+    return valid.unique(["trace_id", "span_id"], keep="first", maintain_order=True), report
 
 
 def _read_source(source, chains, report, stdin, chunk_bytes, *, explicit) -> Iterator[pl.DataFrame]:
@@ -335,5 +332,3 @@ def _reason(exc: ValueError, line: str) -> str:
         return f"invalid JSON ({exc.msg} at column {exc.colno})"
     return f"invalid JSON ({exc})"
 
-
-__all__ = ["SPAN_SCHEMA", "Report", "Source", "read_spans", "resolve"]

@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from sessions_cli.attributes import METADATA_PREFIX, METADATA_USED, NO_SESSION_VALUES, TAGS
-from sessions_cli.schema import SPAN_SCHEMA, conform, empty_spans
+from sessions_cli.schema import conform, empty_spans
 
 _S = pl.String()
 _SCALARS = ("stringValue", "intValue", "doubleValue", "boolValue", "bytesValue")
@@ -392,5 +392,3 @@ def _kind(value: Any) -> str:
         type(value), "null" if value is None else "a number"
     )
 
-
-__all__ = ["DOCUMENT", "SPAN_SCHEMA", "Malformed", "canonical_documents", "spans_from_lines"]

@@ -34,9 +34,6 @@ SPAN_SCHEMA: dict[str, pl.DataType] = {
     "metadata": KV,  # agentmark.metadata.<key> pairs, in attribute order
 }
 
-SPAN_COLUMNS = list(SPAN_SCHEMA)
-REQUIRED_COLUMNS = ("trace_id", "span_id")
-
 
 def empty_spans() -> pl.DataFrame:
     return pl.DataFrame(schema=SPAN_SCHEMA)
