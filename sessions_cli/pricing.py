@@ -4,8 +4,10 @@
 `attribute`: only the attribute. `calculate`: only the price table.
 
 The price table is the bundled, dated `genai-prices` data (offline), imported only when a call
-needs it, with `--prices FILE` entries taking precedence. Prices can be tiered by context size,
-so they are computed per distinct (model, provider, input, output) combination, never per span.
+needs it, with `--prices FILE` entries taking precedence. genai-prices is slow per call (about
+0.25 ms), so it is asked once per distinct (model, provider) for a linear rate (fixed fee, input
+and output per token), applied in columns. Only models with tiered prices (the rate depends on
+the context size) are priced per distinct (model, provider, input, output) combination.
 """
 
 from __future__ import annotations
@@ -63,16 +65,13 @@ def price_calls(
     if mode == "attribute" or needs_table.is_empty():
         table = pl.lit(None, pl.Float64)
     else:
-        keys = ["model", "provider", "input_tokens", "output_tokens"]
-        combos = needs_table.select(keys).unique()
-        combos = combos.with_columns(
-            pl.Series(
-                "table_cost_usd",
-                [_table_price(*row, overrides=overrides) for row in combos.iter_rows()],
-                dtype=pl.Float64,
-            )
+        calls = calls.join(
+            _table_costs(needs_table, overrides),
+            on=_KEYS,
+            how="left",
+            nulls_equal=True,
+            maintain_order="left",
         )
-        calls = calls.join(combos, on=keys, how="left", nulls_equal=True, maintain_order="left")
         table = pl.col("table_cost_usd")
     return calls.with_columns(
         pl.coalesce(attribute, table).alias("call_cost_usd"),
@@ -84,22 +83,73 @@ def price_calls(
     ).drop("table_cost_usd", strict=False)
 
 
-def _table_price(model, provider, input_tokens, output_tokens, *, overrides) -> float | None:
-    inp, out = input_tokens or 0, output_tokens or 0
+_KEYS = ["model", "provider", "input_tokens", "output_tokens"]
+
+
+def _table_costs(needs_table: pl.DataFrame, overrides) -> pl.DataFrame:
+    """table_cost_usd per distinct (model, provider, input, output) that needs the table."""
+    combos = needs_table.select(_KEYS).unique()
+    pairs = combos.select("model", "provider").unique()
+    rates = pl.DataFrame(
+        [(m, p, *_rate(m, p, overrides)) for m, p in pairs.iter_rows()],
+        schema={"model": pl.String, "provider": pl.String, "tiered": pl.Boolean,
+                "fixed": pl.Float64, "per_input": pl.Float64, "per_output": pl.Float64},
+        orient="row",
+    )  # fmt: skip
+    combos = combos.join(rates, on=["model", "provider"], nulls_equal=True)
+    tokens_in, tokens_out = (
+        pl.col("input_tokens").fill_null(0),
+        pl.col("output_tokens").fill_null(0),
+    )
+    linear = combos.filter(~pl.col("tiered")).with_columns(
+        (
+            pl.col("fixed") + tokens_in * pl.col("per_input") + tokens_out * pl.col("per_output")
+        ).alias("table_cost_usd")
+    )
+    tiered = combos.filter(pl.col("tiered"))
+    tiered = tiered.with_columns(
+        pl.Series(
+            "table_cost_usd",
+            [_genai_price(m, p, i or 0, o or 0) for m, p, i, o in tiered.select(_KEYS).iter_rows()],
+            dtype=pl.Float64,
+        )
+    )
+    return pl.concat([linear, tiered]).select(*_KEYS, "table_cost_usd")
+
+
+def _rate(model: str, provider: str | None, overrides) -> tuple[bool, float | None, ...]:
+    """(tiered, fixed fee, USD per input token, USD per output token) for one model."""
     override = overrides.get(model.casefold())
     if override is not None:
-        return (inp * override[0] + out * override[1]) / 1_000_000
-    return _genai_price(model, provider, inp, out)
+        return False, 0.0, override[0] / 1_000_000, override[1] / 1_000_000
+    return _genai_rate(model, provider)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
+def _genai_rate(model: str, provider: str | None) -> tuple[bool, float | None, ...]:
+    probe = _calculation(model, provider, 0, 0)
+    if probe is None:
+        return False, None, None, None
+    if any(type(v).__name__ == "TieredPrices" for v in vars(probe.model_price).values()):
+        return True, None, None, None
+    fixed = probe.total_price
+    per_input = _calculation(model, provider, 1_000_000, 0).total_price - fixed
+    per_output = _calculation(model, provider, 0, 1_000_000).total_price - fixed
+    return False, float(fixed), float(per_input) / 1_000_000, float(per_output) / 1_000_000
+
+
 def _genai_price(model: str, provider: str | None, inp: int, out: int) -> float | None:
+    calculation = _calculation(model, provider, inp, out)
+    return None if calculation is None else float(calculation.total_price)
+
+
+def _calculation(model: str, provider: str | None, inp: int, out: int):
     from genai_prices import Usage, calc_price
 
     usage = Usage(input_tokens=inp, output_tokens=out)
     for provider_id in [provider, None] if provider else [None]:
         try:
-            return float(calc_price(usage, model_ref=model, provider_id=provider_id).total_price)
+            return calc_price(usage, model_ref=model, provider_id=provider_id)
         except LookupError:
             continue
     return None
