@@ -75,4 +75,3 @@ NO_SESSION_VALUES = ("", "null")
 def chains(session_keys: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
     """The chains in force: `--session-key` replaces the session-id chain."""
     return {**CHAINS, "session_id": tuple(session_keys)} if session_keys else dict(CHAINS)
-

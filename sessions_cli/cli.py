@@ -257,34 +257,154 @@ def list_command(
     model = _load(
         paths, strict=strict, session_keys=session_keys, price_file=price_file, cost_mode=cost_mode
     )
+    # Two kinds of row: sessions, or (--orphans) the traces that belong to none.
     if orphans:
         rows = query.filter_orphans(model.orphans, filters)
-        sort_column, id_column, fields, kind = (
-            query.ORPHAN_SORT_KEYS[sort_name],
+        kind, id_column, fields, sort_keys = (
+            "traces",
             "trace_id",
             ORPHAN_FIELDS,
-            "traces",
+            query.ORPHAN_SORT_KEYS,
         )
+        empty_note = "no traces without a session match"
     else:
         rows = query.filter_sessions(model.sessions, filters)
-        sort_column, id_column, fields, kind = (
-            query.SORT_KEYS[sort_name],
+        kind, id_column, fields, sort_keys = (
+            "sessions",
             "session_id",
             SESSION_FIELDS,
-            "sessions",
+            query.SORT_KEYS,
         )
+        empty_note = "no sessions match"
     rows = query.sort_rows(
-        rows, sort_column, descending=not ascending, id_column=id_column, limit=limit
+        rows, sort_keys[sort_name], descending=not ascending, id_column=id_column, limit=limit
     )
-    _emit(
+    _emit(rows, fields, kind=kind, fmt=fmt, columns=columns, zone=zone, empty_note=empty_note)
+
+
+@cli.command("show")
+@click.argument("session_id", metavar="SESSION_ID")
+@input_options
+@output_options
+def show_command(session_id, paths, strict, session_keys, price_file, cost_mode, fmt, columns, tz):
+    """Show one session: its totals, then its traces in time order.
+
+    SESSION_ID may be a unique prefix. --json gives {"session": {...}, "traces": [...]}; the
+    other machine formats give the trace rows.
+
+    \b
+    Examples:
+      sessions show sess-42 traces/
+      sessions show sess-42 traces/ --json | jq '.traces[] | select(.status == "error")'
+    """
+    from sessions_cli import query, render, timeline
+    from sessions_cli.model import SESSION_FIELDS, TRACE_FIELDS
+
+    zone = _zone(tz)
+    model = _load(
+        paths, strict=strict, session_keys=session_keys, price_file=price_file, cost_mode=cost_mode
+    )
+    found = query.resolve_id(model.sessions.get_column("session_id"), session_id)
+    one = timeline.session(model, found)
+    session, traces = one.row, one.traces
+    if fmt == "json":
+        fields = _columns(columns, TRACE_FIELDS) or TRACE_FIELDS
+        document = {"session": render.to_records(session.select(SESSION_FIELDS))[0],
+                    "traces": traces.select(fields)}  # fmt: skip
+        click.echo(render.to_json(document), nl=False)
+        return
+    if fmt == "table":
+        click.echo(render.summary(session.row(0, named=True), tz=zone))
+    _emit(traces, TRACE_FIELDS, kind="session_traces", fmt=fmt, columns=columns, zone=zone,
+          empty_note="the session has no traces", seconds=True)  # fmt: skip
+
+
+@cli.command("timeline")
+@click.argument("session_id", metavar="SESSION_ID")
+@input_options
+@click.option(
+    "--spans", is_flag=True, help="Show every span, as a tree under its trace (depth-first)."
+)
+@click.option(
+    "--depth",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Show spans at most N levels below their trace's root (0: roots only). Implies --spans.",
+)
+@click.option("--limit", type=click.IntRange(min=0), metavar="N", help="Show at most N rows.")
+@click.option("--ascii", "ascii_only", is_flag=True, help="Draw with plain ASCII characters.")
+@output_options
+def timeline_command(
+    session_id,
+    paths,
+    strict,
+    session_keys,
+    price_file,
+    cost_mode,
+    spans,
+    depth,
+    limit,
+    ascii_only,
+    fmt,
+    columns,
+    tz,
+):
+    """Draw one session's traces (and with --spans, their spans) on a time axis.
+
+    Each row shows its offset from the session's start, its duration, and the tokens and cost of
+    its own LLM calls. Idle time between traces gets a row of its own. Machine formats give one
+    event per row (kind: trace or span), in the same order, with offsets in ms.
+
+    \b
+    Examples:
+      sessions timeline sess-42 traces/
+      sessions timeline sess-42 traces/ --spans --depth 2
+      sessions timeline sess-42 traces/ --spans --json | jq 'select(.status == "error")'
+    """
+    from sessions_cli import draw, query, render, timeline
+
+    zone = _zone(tz)
+    model = _load(
+        paths, strict=strict, session_keys=session_keys, price_file=price_file, cost_mode=cost_mode
+    )
+    found = query.resolve_id(model.sessions.get_column("session_id"), session_id)
+    one = timeline.session(model, found)
+    rows = timeline.events(model, one, spans=spans or depth is not None, depth=depth)
+    session = one.row.row(0, named=True)
+    if limit is not None and limit < len(rows):
+        click.echo(f"sessions: showing the first {limit:,} of {len(rows):,} rows", err=True)
+        rows = rows.head(limit)
+    if fmt != "table":
+        _emit(rows, timeline.EVENT_FIELDS, kind="events", fmt=fmt, columns=columns, zone=zone,
+              empty_note="no rows")  # fmt: skip
+        return
+    if columns:
+        raise click.BadParameter("applies to machine formats only", param_hint="--columns")
+    first, last = (render.instant(session[k], zone, seconds=True) for k in ("start", "end"))
+    if first[:10] == last[:10]:
+        last = last[11:]  # same day: the date once is enough
+    title = " · ".join(
+        render.plain(part)
+        for part in (
+            found,
+            session["session_name"],
+            session["user_id"],
+            f"{first} → {last}",
+            render.duration(session["duration_ms"]),
+            f"{session['trace_count']:,} traces",
+            render.money(session["cost_usd"]),
+        )
+        if part
+    )
+    text = draw.timeline(
         rows,
-        fields,
-        kind=kind,
-        fmt=fmt,
-        columns=columns,
-        zone=zone,
-        empty_note=f"no {'traces without a session' if orphans else 'sessions'} match",
+        origin_ns=one.start_ns,
+        end_ns=one.end_ns,
+        width=shutil.get_terminal_size((100, 24)).columns,
+        ascii=ascii_only,
+        colour=_colour_wanted(),
     )
+    click.echo(title + "\n\n" + text, nl=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,24 +486,36 @@ def _zone(name: str | None) -> tzinfo | None:
         ) from None
 
 
-def _emit(rows, fields, *, kind, fmt, columns, zone, empty_note) -> None:
+def _columns(columns: str | None, fields) -> list[str] | None:
+    """The fields named by --columns, checked (a usage error names the valid ones)."""
+    if not columns:
+        return None
+    wanted = [c.strip() for c in columns.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in fields]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown field {', '.join(map(repr, unknown))}; fields: {', '.join(fields)}",
+            param_hint="--columns",
+        )
+    return wanted
+
+
+def _emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) -> None:
     from sessions_cli import render
 
-    if columns:
-        wanted = [c.strip() for c in columns.split(",") if c.strip()]
-        unknown = [c for c in wanted if c not in fields]
-        if unknown:
-            raise click.BadParameter(
-                f"unknown field {', '.join(map(repr, unknown))}; fields: {', '.join(fields)}",
-                param_hint="--columns",
-            )
-    else:
+    wanted = _columns(columns, fields)
+    if wanted is None:
         wanted = render.TABLE_COLUMNS[kind] if fmt == "table" else fields
     if rows.is_empty():
         click.echo(f"sessions: {empty_note}", err=True)
     width = _table_width() if fmt == "table" else None
-    text = render.render(rows.select(wanted), fmt, tz=zone, width=width)
+    text = render.render(rows.select(wanted), fmt, tz=zone, width=width, seconds=seconds)
     click.echo(text, nl=False)
+
+
+def _colour_wanted() -> bool:
+    """Colour only on a terminal, and never with NO_COLOR set (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _table_width() -> int | None:

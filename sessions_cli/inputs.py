@@ -331,4 +331,3 @@ def _reason(exc: ValueError, line: str) -> str:
             return "invalid JSON: the line ends early (truncated?)"
         return f"invalid JSON ({exc.msg} at column {exc.colno})"
     return f"invalid JSON ({exc})"
-

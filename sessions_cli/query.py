@@ -7,6 +7,8 @@ from datetime import datetime
 
 import polars as pl
 
+from sessions_cli.errors import SessionsError
+
 # --sort NAME -> column; "start" is the default, newest first.
 SORT_KEYS = {
     "start": "start",
@@ -105,3 +107,24 @@ def sort_rows(
     """Sort with nulls last whatever the direction, ties broken by id for a stable order."""
     rows = rows.sort([column, id_column], descending=[descending, False], nulls_last=True)
     return rows.head(limit) if limit is not None else rows
+
+
+def resolve_id(ids: pl.Series, wanted: str, *, noun: str = "session") -> str:
+    """The one id equal to `wanted`, or the only one starting with it (like git).
+
+    Unknown: an error naming up to five close ids. Ambiguous prefix: an error listing them.
+    """
+    if (ids == wanted).any():
+        return wanted
+    matches = ids.filter(ids.str.starts_with(wanted)).unique().sort()
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        shown = ", ".join(matches.head(10).to_list())
+        more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+        raise SessionsError(f"{noun} prefix {wanted!r} is ambiguous: it matches {shown}{more}")
+    import difflib
+
+    close = difflib.get_close_matches(wanted, ids.unique().sort().to_list(), n=5, cutoff=0.5)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    raise SessionsError(f"no {noun} {wanted!r}{hint}")

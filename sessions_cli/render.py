@@ -1,7 +1,7 @@
 """One result frame -> table | json | jsonl | csv | tsv | markdown text (contract §4).
 
 Machine formats get raw numbers, ISO-8601 UTC timestamps ending in `Z`, lists as JSON arrays
-(JSON text in CSV), `metadata` as an object. All of that conversion happens in `_records`, once,
+(JSON text in CSV), `metadata` as an object. All of that conversion happens in `to_records`, once,
 for every format. Tables are for people: humanised numbers, local times on request, long text cut
 with an ellipsis to fit the terminal.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from datetime import tzinfo
 
@@ -22,6 +23,8 @@ TABLE_COLUMNS = {
                  "total_tokens", "cost_usd", "error_count"],
     "traces": ["trace_id", "trace_name", "user_id", "start", "duration_ms", "span_count",
                "total_tokens", "cost_usd", "status"],
+    "session_traces": ["trace_id", "trace_name", "start", "duration_ms", "span_count",
+                       "llm_call_count", "total_tokens", "cost_usd", "status"],
 }  # fmt: skip
 # Table headers for people; --columns and machine formats use the field names.
 HEADERS = {
@@ -35,6 +38,10 @@ _MONEY = ("cost_usd",)
 _DURATION = ("duration_ms",)
 _SHRINKABLE_MIN = 8
 _ISO = "%Y-%m-%dT%H:%M:%S%.9fZ"
+# Terminal escape sequences (CSI such as colours, OSC such as hyperlinks and window titles), and
+# then any other control character: what end users typed must not drive the user's terminal.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def render(
@@ -43,13 +50,17 @@ def render(
     *,
     tz: tzinfo | None = None,
     width: int | None = None,
+    seconds: bool = False,
 ) -> str:
-    """The text to print for `rows` (already restricted to the columns to show)."""
+    """The text to print for `rows` (already restricted to the columns to show).
+
+    Table times show minutes, or seconds with `seconds` (rows minutes apart, such as one
+    session's traces)."""
     if fmt == "table":
-        return _table(rows, tz=tz, width=width)
+        return _table(rows, tz=tz, width=width, seconds=seconds)
     if fmt in ("csv", "tsv"):
         return _delimited(rows, "," if fmt == "csv" else "\t")
-    records = _records(rows)
+    records = to_records(rows)
     if fmt == "json":
         return json.dumps(records, ensure_ascii=False, indent=2) + "\n"
     if fmt == "jsonl":
@@ -59,7 +70,22 @@ def render(
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def _records(rows: pl.DataFrame) -> list[dict]:
+def to_json(value) -> str:
+    """Indented JSON text of a structure whose values may be frames (lists of records)."""
+
+    def convert(item):
+        if isinstance(item, pl.DataFrame):
+            return to_records(item)
+        if isinstance(item, dict):
+            return {key: convert(v) for key, v in item.items()}
+        if isinstance(item, list):
+            return [convert(v) for v in item]
+        return item
+
+    return json.dumps(convert(value), ensure_ascii=False, indent=2) + "\n"
+
+
+def to_records(rows: pl.DataFrame) -> list[dict]:
     """Rows as JSON-ready dicts."""
     frame = rows.with_columns(
         pl.col(c).dt.strftime(_ISO)
@@ -115,7 +141,7 @@ def _markdown(rows: pl.DataFrame) -> str:
 # Tables for people
 
 
-def _table(rows: pl.DataFrame, *, tz: tzinfo | None, width: int | None) -> str:
+def _table(rows: pl.DataFrame, *, tz: tzinfo | None, width: int | None, seconds: bool) -> str:
     import tabulate as tabulate_module
     from tabulate import tabulate
 
@@ -125,7 +151,7 @@ def _table(rows: pl.DataFrame, *, tz: tzinfo | None, width: int | None) -> str:
         return ""
     columns = rows.columns
     cells = [
-        [_human(column, value, tz) for column, value in zip(columns, row, strict=True)]
+        [_human(column, value, tz, seconds) for column, value in zip(columns, row, strict=True)]
         for row in rows.iter_rows()
     ]
     headers = [HEADERS.get(c, c.replace("_", " ").upper()) for c in columns]
@@ -165,7 +191,7 @@ def _ellipsis(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _human(column: str, value, tz: tzinfo | None) -> str:
+def _human(column: str, value, tz: tzinfo | None, seconds: bool = False) -> str:
     if value is None:
         return ""
     if column in _MONEY:
@@ -173,12 +199,9 @@ def _human(column: str, value, tz: tzinfo | None) -> str:
     if column in _DURATION:
         return duration(value)
     if hasattr(value, "astimezone"):
-        # Minutes are enough in a table; machine formats keep nanoseconds.
-        return (
-            value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-            if tz
-            else value.strftime("%Y-%m-%d %H:%MZ")
-        )
+        return instant(value, tz, seconds=seconds)
+    if column == "status" and value == "error":
+        return "✗ error"
     if isinstance(value, bool):
         return "yes" if value else ""
     if isinstance(value, int):
@@ -187,9 +210,53 @@ def _human(column: str, value, tz: tzinfo | None) -> str:
         return f"{value:,.2f}"
     if isinstance(value, list):
         if value and isinstance(value[0], dict):
-            return ", ".join(f"{kv['key']}={kv['value']}" for kv in value)
-        return ", ".join(str(v) for v in value)
-    return str(value)
+            return plain(", ".join(f"{kv['key']}={kv['value']}" for kv in value))
+        return plain(", ".join(str(v) for v in value))
+    return plain(str(value))
+
+
+def instant(value, tz: tzinfo | None, *, seconds: bool = False) -> str:
+    """A table time: minutes are enough in a list; machine formats keep nanoseconds."""
+    pattern = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return value.astimezone(tz).strftime(pattern) if tz else value.strftime(pattern) + "Z"
+
+
+def summary(record: dict, *, tz: tzinfo | None) -> str:
+    """One session's fields as labelled lines (`sessions show`)."""
+
+    def text(column: str) -> str:
+        return _human(column, record.get(column), tz, seconds=True)
+
+    n = record
+    unpriced = f", {n['unpriced_call_count']:,} unpriced calls" if n["unpriced_call_count"] else ""
+    lines = [
+        ("Session", text("session_id")),
+        ("Name", text("session_name")),
+        ("User", text("user_id")),
+        ("Users", text("users")),
+        ("Start", text("start")),
+        ("End", text("end")),
+        ("Duration", text("duration_ms")),
+        ("Traces", f"{n['trace_count']:,} ({n['failed_trace_count']:,} failed)"),
+        ("Spans", f"{n['span_count']:,} ({n['error_count']:,} with errors)"),
+        ("LLM calls", text("llm_call_count")),
+        ("Tokens", f"{n['total_tokens']:,} ({n['input_tokens']:,} in, "
+                   f"{n['output_tokens']:,} out)"),
+        ("Cost", f"{money(n['cost_usd'])} (source: {n['cost_source']}{unpriced})"),
+        ("Models", text("models")),
+        ("Tags", text("tags")),
+        ("Metadata", text("metadata")),
+    ]  # fmt: skip
+    width = max(len(label) for label, _ in lines)
+    return "".join(f"{label + ':':<{width + 1}}  {value}".rstrip() + "\n" for label, value in lines)
+
+
+def plain(text: str) -> str:
+    """Text safe to print on a terminal: escape sequences dropped, other controls made visible,
+    tabs and newlines turned into spaces."""
+    text = _ESCAPES.sub("", text)
+    text = text.replace("\t", " ").replace("\n", " ")
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def money(usd: float) -> str:

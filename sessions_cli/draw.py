@@ -1,0 +1,240 @@
+"""The timeline drawn for a terminal: one bar per row on a shared, ruled time axis.
+
+Input is the event frame of `timeline.events` (already limited and ordered). Bars are placed and
+scaled to the session's span of time and the width given; idle gaps between traces get a row of
+their own, because a conversation's pauses are part of its story.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+from sessions_cli.render import duration, fit_to_width, money, plain
+
+_NS_PER_MS = 1_000_000
+# Round tick steps, in ms: the ruler uses the smallest that leaves room for its labels.
+_STEPS_MS = [
+    *(m * 10**e for e in range(0, 4) for m in (1, 2, 5)),  # 1ms .. 5s
+    10_000, 15_000, 30_000,
+    *(m * 60_000 for m in (1, 2, 5, 10, 15, 30)),
+    *(h * 3_600_000 for h in (1, 2, 3, 6, 12)),
+    *(d * 86_400_000 for d in (1, 2, 7, 14, 30, 90, 365)),
+]  # fmt: skip
+_MIN_BAR = 20
+_MIN_CUT = {"NAME": 18, "MODEL": 12}  # the narrowest these text columns are cut to
+_COLUMNS = ("OFFSET", "DURATION", "NAME", "STATUS", "MODEL", "TOKENS", "COST")
+_GAP = "  "
+
+
+@dataclass(frozen=True)
+class Glyphs:
+    bar: str
+    error: str
+    thin: str  # a row too short to fill one cell
+    idle: str
+    rule: str
+    tick: str
+    failed: str  # before a failed row's name
+    to: str  # between input and output tokens
+
+    @classmethod
+    def pick(cls, ascii: bool) -> Glyphs:
+        if ascii:
+            return cls(
+                bar="#", error="X", thin="|", idle=".", rule="-", tick="+", failed="! ", to="/"
+            )
+        return cls(bar="█", error="▓", thin="▏", idle="·", rule="─", tick="┬", failed="✗ ", to="→")
+
+
+def timeline(
+    rows: pl.DataFrame,
+    *,
+    origin_ns: int,
+    end_ns: int,
+    width: int,
+    ascii: bool = False,
+    colour: bool = False,
+) -> str:
+    glyphs = Glyphs.pick(ascii)
+    span_ns = max(end_ns - origin_ns, 1)
+    lines = _with_idle_rows(rows.to_dicts(), origin_ns, span_ns)
+    headers = list(_COLUMNS)
+    cells = [_text_cells(line, glyphs) for line in lines]
+    # Text first, cut only as far as needed, but the bar keeps at least a quarter of the line.
+    # On a narrow terminal MODEL and then STATUS go (errors stay marked in the name and bar)
+    # before names are cut below a readable width.
+    for droppable in (None, "MODEL", "STATUS"):
+        if droppable:
+            keep = [i for i, h in enumerate(headers) if h != droppable]
+            headers = [headers[i] for i in keep]
+            cells = [[row[i] for i in keep] for row in cells]
+        widths = _widths(headers, cells)
+        natural = sum(widths) + len(_GAP) * len(headers)
+        bar_width = max(_MIN_BAR, width - natural, width // 4)
+        smallest = natural - sum(
+            w - min(w, _MIN_CUT[h]) for h, w in zip(headers, widths, strict=True) if h in _MIN_CUT
+        )
+        if smallest <= width - bar_width:
+            break
+    fixed = [h != "NAME" and h != "MODEL" for h in headers]
+    cells = fit_to_width(headers, cells, width - bar_width - len(_GAP), fixed=fixed)
+    widths = _widths(headers, cells)
+    right = {"DURATION", "TOKENS", "COST"}
+
+    def join(texts: list[str]) -> str:
+        return _GAP.join(
+            t.rjust(w) if h in right else t.ljust(w)
+            for h, t, w in zip(headers, texts, widths, strict=True)
+        )
+
+    step_ms = _tick_step(span_ns / _NS_PER_MS, bar_width)
+    labels, rule = _ruler(span_ns, bar_width, step_ms, glyphs)
+    out = [
+        join(headers) + _GAP + labels,
+        join(["-" * w for w in widths]) + _GAP + rule,
+    ]
+    for line, texts in zip(lines, cells, strict=True):
+        bar = _bar(line, origin_ns, span_ns, bar_width, glyphs)
+        if colour:
+            bar = _colour(bar, line)
+        out.append((join(texts) + _GAP + bar).rstrip())
+    return "\n".join(out) + "\n"
+
+
+def _with_idle_rows(rows: list[dict], origin_ns: int, span_ns: int) -> list[dict]:
+    """Insert an `idle` row wherever no trace runs between two traces, if it is big enough to
+    see (at least 1/50 of the session; shorter pauses are just spacing)."""
+    out: list[dict] = []
+    busy_until: int | None = None
+    for row in rows:
+        if row["kind"] == "trace":
+            start = row["start_ns"]
+            if busy_until is not None and start - busy_until >= max(span_ns / 50, 1):
+                out.append({"kind": "idle", "start_ns": busy_until, "end_ns": start,
+                            "offset_ms": (busy_until - origin_ns) / _NS_PER_MS,
+                            "duration_ms": (start - busy_until) / _NS_PER_MS})  # fmt: skip
+            end = row["end_ns"]
+            busy_until = end if busy_until is None else max(busy_until, end)
+        out.append(row)
+    return out
+
+
+def _text_cells(row: dict, glyphs: Glyphs) -> list[str]:
+    """The text columns of a row, in _COLUMNS order."""
+    if row["kind"] == "idle":
+        return [offset(row["offset_ms"]), duration(row["duration_ms"]), "(idle)", "", "", "", ""]
+    indent = "" if row["kind"] == "trace" else "  " * (row["depth"] + 1)
+    failed = row["status"] == "error"
+    name = plain(row["name"] or "")
+    tokens_in, tokens_out, cost = row["input_tokens"], row["output_tokens"], row["cost_usd"]
+    tokens = f"{tokens_in or 0:,}{glyphs.to}{tokens_out or 0:,}" if tokens_in or tokens_out else ""
+    if not tokens and not cost:
+        cost = None  # no LLM call of its own: blank rather than a row of zeros
+    return [
+        offset(row["offset_ms"]),
+        duration(row["duration_ms"]) if row["duration_ms"] is not None else "",
+        indent + (glyphs.failed if failed else "") + name,
+        {"error": "error", "ok": "ok"}.get(row["status"], ""),
+        plain(row["model"] or ""),
+        tokens,
+        money(cost) if cost is not None else "",
+    ]
+
+
+def _widths(headers: list[str], cells: list[list[str]]) -> list[int]:
+    return [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+
+
+def _bar(row: dict, origin_ns: int, span_ns: int, width: int, glyphs: Glyphs) -> str:
+    start, end = row["start_ns"], row["end_ns"]
+    if start is None or end is None:
+        return ""
+    scale = width / span_ns
+    first = min(int((start - origin_ns) * scale), width - 1)
+    cells = (end - start) * scale
+    last = max(first + 1, min(math.ceil((end - origin_ns) * scale), width))
+    if row["kind"] == "idle":
+        fill = glyphs.idle
+    elif row.get("status") == "error":
+        fill = glyphs.error
+    else:
+        fill = glyphs.bar
+    body = glyphs.thin if cells < 0.5 and fill != glyphs.idle else fill * (last - first)
+    return " " * first + body
+
+
+def _colour(bar: str, row: dict) -> str:
+    import click
+
+    if row["kind"] == "idle":
+        return click.style(bar, dim=True)
+    if row.get("status") == "error":
+        return click.style(bar, fg="red")
+    return click.style(bar, fg="cyan" if row["kind"] == "trace" else "blue")
+
+
+def _tick_step(total_ms: float, width: int) -> float:
+    """The smallest round step whose ticks are at least 8 columns apart."""
+    for step in _STEPS_MS:
+        if step * width / max(total_ms, 1e-9) >= 8:
+            return step
+    return _STEPS_MS[-1]
+
+
+def _ruler(span_ns: int, width: int, step_ms: float, glyphs: Glyphs) -> tuple[str, str]:
+    """Tick labels and the rule line under them, for the bar column."""
+    labels = [" "] * width
+    rule = [glyphs.rule] * width
+    tick = 0
+    while True:
+        column = int(tick * _NS_PER_MS * width / span_ns)
+        if column >= width:
+            break
+        rule[column] = glyphs.tick
+        text = tick_label(tick)
+        free = all(c == " " for c in labels[max(column - 1, 0) : column + len(text)])
+        if column + len(text) <= width and free:
+            labels[column : column + len(text)] = text
+        tick += step_ms
+    return "".join(labels).rstrip(), "".join(rule)
+
+
+def tick_label(ms: float) -> str:
+    """Ruler labels: `0`, `250ms`, `1.5s`, `30s`, `2m`, `1h30m`, `2d`."""
+    if ms == 0:
+        return "0"
+    if ms < 1000:
+        return f"{ms:g}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:g}s"
+    minutes = ms / 60_000
+    if minutes < 60:
+        return (
+            f"{minutes:g}m"
+            if minutes == int(minutes)
+            else f"{int(minutes)}m{(ms % 60_000) / 1000:g}s"
+        )
+    hours, minutes = divmod(int(minutes), 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h" if hours else f"{days}d"
+
+
+def offset(ms: float | None) -> str:
+    """Time since the session's start: `+0ms`, `+350ms`, `+4.2s`, `+1m 02.3s`, `+2h 03m 10s`."""
+    if ms is None:
+        return ""
+    if ms < 999.5:
+        return f"+{ms:.0f}ms"
+    tenths = round(ms / 100)  # round once, so 59.97s is +1m 00.0s and never +60.0s
+    if tenths < 600:
+        return f"+{tenths / 10:.1f}s"
+    minutes, tenths = divmod(tenths, 600)
+    if minutes < 60:
+        return f"+{minutes}m {tenths // 10:02d}.{tenths % 10}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"+{hours}h {minutes:02d}m {tenths // 10:02d}s"
