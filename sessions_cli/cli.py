@@ -407,6 +407,122 @@ def timeline_command(
     click.echo(title + "\n\n" + text, nl=False)
 
 
+class Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        from sessions_cli.stats import parse_duration_ms
+
+        try:
+            return parse_duration_ms(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Fraction(click.ParamType):
+    name = "fraction"
+
+    def convert(self, value, param, ctx):
+        from sessions_cli.stats import parse_fraction
+
+        try:
+            return parse_fraction(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@cli.command("stats")
+@input_options
+@filter_options
+@click.option(
+    "--by",
+    metavar="FIELD",
+    help="Also total per group: user, model, name, tag, day, week, month or meta:KEY. A session "
+    "with several users, models or tags counts in each of their groups. Days, weeks (ISO) and "
+    "months are of the session's start, in --tz (default UTC).",
+)
+@click.option(
+    "--max-session-cost", type=click.FloatRange(min=0), metavar="USD",
+    help="Budget: no session may cost more than USD.",
+)  # fmt: skip
+@click.option(
+    "--max-total-cost", type=click.FloatRange(min=0), metavar="USD",
+    help="Budget: the sessions together may cost at most USD.",
+)  # fmt: skip
+@click.option(
+    "--max-session-tokens", type=click.IntRange(min=0), metavar="N",
+    help="Budget: no session may use more than N total tokens.",
+)  # fmt: skip
+@click.option(
+    "--max-total-tokens", type=click.IntRange(min=0), metavar="N",
+    help="Budget: the sessions together may use at most N total tokens.",
+)  # fmt: skip
+@click.option(
+    "--max-session-duration", type=Duration(), metavar="DURATION",
+    help="Budget: no session may last longer than DURATION (90s, 5m, 1h; a bare number is "
+    "seconds).",
+)  # fmt: skip
+@click.option(
+    "--max-error-rate", type=Fraction(), metavar="FRACTION",
+    help="Budget: at most this share of the sessions' traces may fail (0.05 or 5%).",
+)  # fmt: skip
+@output_options
+def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, columns, tz,
+                  **options):  # fmt: skip
+    """Totals, per-session distributions and group totals, with budget checks for CI.
+
+    Distributions of cost, tokens, duration and trace count per session give count, min, mean,
+    p50, p90, p95, p99 and max; percentiles interpolate linearly between the two nearest ranks
+    (numpy's default, Excel's PERCENTILE.INC). Traces without a session are counted, not added.
+
+    Budgets: the report is printed as usual, each breach is a line on stderr, and the exit
+    code is 3 when any budget is exceeded (a value equal to its limit holds). --json carries a
+    "budgets" list. --format csv/tsv/jsonl give the group rows with --by, else the
+    distribution rows; --format markdown is a summary for a CI job page.
+
+    \b
+    Examples:
+      sessions stats traces/ --by model
+      sessions stats traces/ --since 24h --max-session-cost 0.50 --max-error-rate 5%
+      sessions stats traces/ --format markdown >> "$GITHUB_STEP_SUMMARY"
+    """
+    from sessions_cli import query, render, render_stats, stats
+
+    budget_names = ("max_session_cost", "max_total_cost", "max_session_tokens",
+                    "max_total_tokens", "max_session_duration", "max_error_rate")  # fmt: skip
+    limits = {name: options.pop(name) for name in budget_names}
+    if by is not None:
+        by = stats.check_grouping(by)
+    zone = _zone(tz)
+    filters = _filters(options, zone)
+    model = _load(
+        paths, strict=strict, session_keys=session_keys, price_file=price_file, cost_mode=cost_mode
+    )
+    sessions = query.filter_sessions(model.sessions, filters)
+    if sessions.is_empty():
+        click.echo("sessions: no sessions match", err=True)
+    totals = stats.totals(sessions, query.filter_orphans(model.orphans, filters))
+    dist = stats.distributions(sessions)
+    groups = stats.groups(sessions, by, zone=zone) if by else None
+    budgets = stats.check_budgets(sessions, limits)
+    if fmt == "json":
+        text = render_stats.as_json(totals, dist, by, groups, budgets)
+    elif fmt == "table":
+        text = render_stats.as_table(totals, dist, by, groups, budgets, width=_table_width())
+    elif fmt == "markdown":
+        text = render_stats.as_markdown(totals, dist, by, groups, budgets)
+    else:
+        rows = groups if groups is not None else dist
+        wanted = _columns(columns, rows.columns) or rows.columns
+        text = render.render(rows.select(wanted), fmt)
+    click.echo(text, nl=False)
+    breaches = render_stats.breach_lines(budgets)
+    for line in breaches:
+        click.echo(line, err=True)
+    if breaches:
+        raise click.exceptions.Exit(ExitCode.BUDGET)
+
+
 # ---------------------------------------------------------------------------------------------
 # Shared steps
 

@@ -33,8 +33,9 @@ HEADERS = {
     "span_count": "SPANS", "llm_call_count": "LLM CALLS", "input_tokens": "IN TOKENS",
     "output_tokens": "OUT TOKENS", "total_tokens": "TOKENS", "cost_usd": "COST",
     "error_count": "ERRORS", "failed_trace_count": "FAILED", "unpriced_call_count": "UNPRICED",
+    "p50_session_cost": "P50 SESSION", "p95_session_cost": "P95 SESSION",
 }  # fmt: skip
-_MONEY = ("cost_usd",)
+_MONEY = ("cost_usd", "p50_session_cost", "p95_session_cost")
 _DURATION = ("duration_ms",)
 _SHRINKABLE_MIN = 8
 _ISO = "%Y-%m-%dT%H:%M:%S%.9fZ"

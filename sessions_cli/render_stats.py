@@ -1,0 +1,206 @@
+"""The `sessions stats` report as text: a table for people, Markdown for a CI job summary page,
+JSON for scripts, and the budget breach lines for stderr. Rows use `render` for every format."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from sessions_cli import render
+from sessions_cli.stats import TOTAL_FIELDS, Budget
+
+# How each distributed metric reads in a table.
+_METRIC_LABELS = {
+    "cost_usd": "cost",
+    "total_tokens": "tokens",
+    "duration_ms": "duration",
+    "trace_count": "traces",
+}
+_TOTAL_LABELS = {
+    "sessions": "Sessions", "traces": "Traces", "spans": "Spans", "llm_calls": "LLM calls",
+    "input_tokens": "Input tokens", "output_tokens": "Output tokens",
+    "total_tokens": "Total tokens", "cost_usd": "Cost",
+    "sessions_with_errors": "Sessions with errors",
+    "traces_without_session": "Traces without a session",
+}  # fmt: skip
+_PERCENTILE_NOTE = "percentiles interpolate linearly between ranks"
+
+
+def as_json(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets) -> str:
+    return render.to_json(
+        {
+            "totals": totals,
+            "distributions": dist,
+            "by": by,
+            "groups": groups if groups is not None else [],
+            "budgets": [b.as_dict() for b in budgets],
+        }
+    )
+
+
+def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, *, width) -> str:
+    from tabulate import tabulate
+
+    parts = []
+    label_width = max(len(label) for label in _TOTAL_LABELS.values())
+    parts.append(
+        "".join(
+            f"{_TOTAL_LABELS[k] + ':':<{label_width + 1}}  {_total(k, totals[k])}\n"
+            for k in TOTAL_FIELDS
+        )
+    )
+    parts.append(
+        f"Per session ({_PERCENTILE_NOTE}):\n"
+        + tabulate(
+            _distribution_cells(dist),
+            headers=["", *(c.upper() for c in dist.columns[1:])],
+            tablefmt="simple",
+            colalign=("left", *["right"] * (len(dist.columns) - 1)),
+            disable_numparse=True,
+        )
+        + "\n"
+    )
+    if groups is not None:
+        shown = groups.with_columns(pl.col("group").fill_null("(none)"))
+        parts.append(f"By {by}:\n" + render.render(shown, "table", width=width))
+    if budgets:
+        parts.append(
+            "Budgets:\n"
+            + tabulate(
+                _budget_cells(budgets),
+                headers=["BUDGET", "LIMIT", "FOUND", "RESULT"],
+                tablefmt="simple",
+                disable_numparse=True,
+            )
+            + "\n"
+        )
+    return "\n".join(parts)
+
+
+def as_markdown(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets) -> str:
+    """A summary fit for $GITHUB_STEP_SUMMARY: a headline, then the tables, humanised."""
+    from tabulate import tabulate
+
+    def table(headers, rows) -> str:
+        align = ("left", *["right"] * (len(headers) - 1))
+        return (
+            tabulate(
+                rows, headers=headers, tablefmt="github", disable_numparse=True, colalign=align
+            )
+            + "\n"
+        )
+
+    broken = [b for b in budgets if not b.held]
+    verdict = ""
+    if budgets:
+        verdict = (
+            f" — ❌ {len(broken)} of {len(budgets)} budgets exceeded"
+            if broken
+            else (" — ✅ all budgets held")
+        )
+    parts = [
+        f"### Sessions: {totals['sessions']:,} sessions, {render.money(totals['cost_usd'])}, "
+        f"{totals['total_tokens']:,} tokens{verdict}\n",
+        table(["", "total"], [[_TOTAL_LABELS[k], _total(k, totals[k])] for k in TOTAL_FIELDS]),
+        f"#### Per session\n\n_{_PERCENTILE_NOTE.capitalize()}._\n\n"
+        + table(["metric", *dist.columns[1:]], _distribution_cells(dist)),
+    ]
+    if groups is not None:
+        rows = [
+            [render.plain(str(g["group"])) if g["group"] is not None else "(none)",
+             f"{g['sessions']:,}", f"{g['traces']:,}", f"{g['total_tokens']:,}",
+             render.money(g["cost_usd"]), render.money(g["p50_session_cost"]),
+             render.money(g["p95_session_cost"])]
+            for g in groups.iter_rows(named=True)
+        ]  # fmt: skip
+        headers = [by, "sessions", "traces", "tokens", "cost", "p50 session cost",
+                   "p95 session cost"]  # fmt: skip
+        parts.append(f"#### By {by}\n\n" + table(headers, rows))
+    if budgets:
+        cells = [[name, limit, found, "✅ held" if held == "held" else "❌ exceeded"]
+                 for name, limit, found, held in _budget_cells(budgets)]  # fmt: skip
+        parts.append("#### Budgets\n\n" + table(["budget", "limit", "found", "result"], cells))
+    return "\n".join(parts)
+
+
+def breach_lines(budgets: list[Budget], *, most: int = 50) -> list[str]:
+    """One stderr line per breach: `budget: session sess-42 cost $1.20 > $1.00`."""
+    lines = []
+    for budget in budgets:
+        if budget.held:
+            continue
+        what = budget.name.removeprefix("max_").replace("_", " ")
+        if budget.breaches:
+            measure = what.removeprefix("session ")
+            for session_id, value in budget.breaches[:most]:
+                shown, limit = _pair(budget.name, value, budget.limit)
+                lines.append(
+                    f"budget: session {render.plain(session_id)} {measure} {shown} > {limit}"
+                )
+            if len(budget.breaches) > most:
+                lines.append(
+                    f"budget: ... and {len(budget.breaches) - most:,} more sessions over the "
+                    f"{measure} limit"
+                )
+        else:
+            shown, limit = _pair(budget.name, budget.value, budget.limit)
+            lines.append(f"budget: {what} {shown} > {limit}")
+    return lines
+
+
+def _pair(name: str, value: float, limit: float) -> tuple[str, str]:
+    """Value and limit as people read them, precise enough to differ when they do."""
+    shown, bound = _measure(name, value), _measure(name, limit)
+    if shown == bound:
+        unit = "ms" if name.endswith("duration") else ""
+        money = "$" if name.endswith("cost") else ""
+        shown, bound = f"{money}{value:.12g}{unit}", f"{money}{limit:.12g}{unit}"
+    return shown, bound
+
+
+def _measure(name: str, value) -> str:
+    if value is None:
+        return "-"
+    if name.endswith("cost"):
+        return render.money(value)
+    if name.endswith("duration"):
+        return render.duration(value)
+    if name.endswith("rate"):
+        return f"{value:.2%}".replace(".00%", "%")
+    return f"{value:,.0f}"
+
+
+def _budget_cells(budgets: list[Budget]) -> list[list[str]]:
+    rows = []
+    for b in budgets:
+        found = _measure(b.name, b.value)
+        if b.session_id:
+            found += f" ({render.plain(b.session_id)})"
+        if b.breaches:
+            found += f", {len(b.breaches):,} over"
+        rows.append([b.name, _measure(b.name, b.limit), found, "held" if b.held else "EXCEEDED"])
+    return rows
+
+
+def _distribution_cells(dist: pl.DataFrame) -> list[list[str]]:
+    rows = []
+    for row in dist.iter_rows(named=True):
+        metric = row["metric"]
+        cells = [_METRIC_LABELS[metric], f"{row['count']:,}"]
+        for column in dist.columns[2:]:
+            value = row[column]
+            if value is None:
+                cells.append("")
+            elif metric == "cost_usd":
+                cells.append(render.money(value))
+            elif metric == "duration_ms":
+                cells.append(render.duration(value))
+            else:
+                cells.append(
+                    f"{value:,.1f}" if column != "min" and column != "max" else f"{value:,.0f}"
+                )
+        rows.append(cells)
+    return rows
+
+
+def _total(key: str, value) -> str:
+    return render.money(value) if key == "cost_usd" else f"{value:,}"
