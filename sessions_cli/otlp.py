@@ -126,13 +126,36 @@ def spans_from_lines(lines: pl.Series, chains: dict[str, tuple[str, ...]]) -> pl
     spans = raw.join(wide, on="row", how="left", maintain_order="left")
     spans = spans.join(_tags(attrs), on="row", how="left", maintain_order="left")
     spans = spans.join(_metadata(attrs), on="row", how="left", maintain_order="left")
-    return conform(spans.select(_fields(chains)))
+    *stages, last = _fields(chains, _ids_are_hex(raw))
+    for stage in stages:
+        spans = spans.with_columns(stage)
+    return conform(spans.select(last))
+
+
+def _ids_are_hex(raw: pl.DataFrame) -> bool:
+    """Every trace, span and parent id already lowercase hex of the right length (or absent)."""
+    checks = [
+        pl.col(column).str.contains(f"^(?:[0-9a-f]{{{length}}})?$").fill_null(True).all()
+        for column, length in (("traceId", 32), ("spanId", 16), ("parentSpanId", 16))
+        if column in raw.columns
+    ]
+    return all(raw.select(checks).row(0)) if checks else True
 
 
 def _attribute_rows(frame: pl.DataFrame, index: str, keys: list[str]) -> pl.DataFrame:
-    """One row per wanted attribute: (index, key, text, items)."""
+    """One row per wanted attribute: (index, key, text, items). Text is trimmed; "" is null.
+
+    Unwanted attributes (prompts, completions, ...) are dropped inside the lists, before
+    anything is exploded: most attributes of a span are not read.
+    """
+    key = pl.element().struct.field("key")
     exploded = (
-        frame.select(index, "attributes")
+        frame.select(
+            index,
+            pl.col("attributes").list.filter(
+                key.is_in(keys) | key.str.starts_with(METADATA_PREFIX)
+            ),
+        )
         .explode("attributes")
         .filter(pl.col("attributes").is_not_null())
         .select(index, pl.col("attributes").struct.unnest())
@@ -140,24 +163,23 @@ def _attribute_rows(frame: pl.DataFrame, index: str, keys: list[str]) -> pl.Data
     value = pl.col("value")
     array = value.struct.field("arrayValue").struct.field("values")
     kvlist = value.struct.field("kvlistValue").struct.field("values")
-    return exploded.filter(
-        pl.col("key").is_in(keys) | pl.col("key").str.starts_with(METADATA_PREFIX)
-    ).select(
-        index,
-        "key",
-        pl.coalesce(
-            *(value.struct.field(k) for k in _SCALARS),
+    text = _scalar_text(value)
+    items = pl.lit(None, pl.List(pl.String))
+    nested = exploded.select(array.is_not_null().any() | kvlist.is_not_null().any()).item()
+    if nested:  # rare: skip the list evaluations when no value is an array or a kvlist
+        pairs = pl.struct(
+            key=pl.element().struct.field("key"),
+            value=_scalar_text(pl.element().struct.field("value")),
+        )
+        text = pl.coalesce(
+            text,
             _json_text(array.list.eval(_scalar_text(pl.element()))),
-            _json_text(
-                kvlist.list.eval(
-                    pl.struct(
-                        key=pl.element().struct.field("key"),
-                        value=_scalar_text(pl.element().struct.field("value")),
-                    )
-                )
-            ),
-        ).alias("text"),
-        array.list.eval(_scalar_text(pl.element())).alias("items"),
+            _json_text(kvlist.list.eval(pairs)),
+        )
+        items = array.list.eval(_scalar_text(pl.element()))
+    text = text.str.strip_chars()
+    return exploded.select(
+        index, "key", pl.when(text != "").then(text).alias("text"), items.alias("items")
     )
 
 
@@ -205,20 +227,25 @@ def _metadata(attrs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _fields(chains: dict[str, tuple[str, ...]]) -> list[pl.Expr]:
+def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[pl.Expr]]:
+    """Two stages of expressions: the chains' first values, then the normalised columns."""
+
     def first(field: str) -> pl.Expr:
         chain = chains[field]
-        if not chain:
-            return pl.lit(None, pl.String)
-        return pl.coalesce(*(_clean_text(pl.col(k)) for k in chain))
+        return pl.coalesce(*chain) if chain else pl.lit(None, pl.String)
 
+    texts = [first(f).alias(f"_{f}") for f in chains]
     status = pl.col("status").struct.field("code").str.strip_chars()
-    session = first("session_id")
-    input_tokens, output_tokens = _count(first("input_tokens")), _count(first("output_tokens"))
-    return [
-        normalise_id(pl.col("traceId"), 32).alias("trace_id"),
-        normalise_id(pl.col("spanId"), 16).alias("span_id"),
-        normalise_id(pl.col("parentSpanId"), 16).alias("parent_span_id"),
+    session, tokens_in, tokens_out = pl.col("_session_id"), pl.col("_in"), pl.col("_out")
+    counts = [
+        _count(pl.col("_input_tokens")).alias("_in"),
+        _count(pl.col("_output_tokens")).alias("_out"),
+        _count(pl.col("_total_tokens")).alias("_total"),
+    ]
+    normalised = [
+        normalise_id(pl.col("traceId"), 32, ids_are_hex).alias("trace_id"),
+        normalise_id(pl.col("spanId"), 16, ids_are_hex).alias("span_id"),
+        normalise_id(pl.col("parentSpanId"), 16, ids_are_hex).alias("parent_span_id"),
         pl.col("name"),
         pl.col("startTimeUnixNano")
         .str.strip_chars()
@@ -238,24 +265,23 @@ def _fields(chains: dict[str, tuple[str, ...]]) -> list[pl.Expr]:
         pl.when(session.str.to_lowercase().is_in(NO_SESSION_VALUES).not_())
         .then(session)
         .alias("session_id"),
-        first("session_name").alias("session_name"),
-        first("user_id").alias("user_id"),
-        first("trace_name").alias("trace_name"),
-        first("model").alias("model"),
-        first("provider").alias("provider"),
-        first("operation").alias("operation"),
-        input_tokens.alias("input_tokens"),
-        output_tokens.alias("output_tokens"),
+        *(
+            pl.col(f"_{f}").alias(f)
+            for f in ("session_name", "user_id", "trace_name", "model", "provider", "operation")
+        ),
+        tokens_in.alias("input_tokens"),
+        tokens_out.alias("output_tokens"),
         pl.coalesce(
-            _count(first("total_tokens")),
-            pl.when(input_tokens.is_not_null() | output_tokens.is_not_null()).then(
-                input_tokens.fill_null(0) + output_tokens.fill_null(0)
+            pl.col("_total"),
+            pl.when(tokens_in.is_not_null() | tokens_out.is_not_null()).then(
+                tokens_in.fill_null(0) + tokens_out.fill_null(0)
             ),
         ).alias("total_tokens"),
-        _money(first("cost_usd")).alias("cost_usd"),
+        _money(pl.col("_cost_usd")).alias("cost_usd"),
         pl.col("tags"),
         pl.col("metadata"),
     ]
+    return [texts, counts, normalised]
 
 
 def _clean_text(expr: pl.Expr) -> pl.Expr:
@@ -277,8 +303,14 @@ def _money(text: pl.Expr) -> pl.Expr:
     return pl.when(number.is_finite() & (number >= 0)).then(number)
 
 
-def normalise_id(expr: pl.Expr, hex_len: int) -> pl.Expr:
-    """Lowercase hex; base64 ids (protobuf-JSON) decoded; all-zero, empty or invalid -> null."""
+def normalise_id(expr: pl.Expr, hex_len: int, all_hex: bool = False) -> pl.Expr:
+    """Lowercase hex; base64 ids (protobuf-JSON) decoded; all-zero, empty or invalid -> null.
+
+    `all_hex`: the caller checked that every id is already lowercase hex of the right length
+    (the common case), so the base64 branch, costly on every row, is skipped.
+    """
+    if all_hex:
+        return pl.when((expr != "0" * hex_len) & (expr != "")).then(expr)
     raw = expr.str.strip_chars()
     b64_len = {32: 24, 16: 12}[hex_len]
     decoded = raw.str.decode("base64", strict=False).bin.encode("hex")

@@ -200,3 +200,15 @@ def test_unreadable_file_is_an_error_naming_it(tmp_path, monkeypatch):
 def test_resent_batch_is_counted_once():
     rows = run_json("list", str(EDGE / "wrapper_usage.otlp.jsonl"))
     assert by_id(rows)["s-edge"]["span_count"] == 6  # the re-sent batch is counted once
+
+
+def test_a_first_line_longer_than_the_read_buffer_is_still_json_lines():
+    """Batch lines are often hundreds of KB; the format is found from whole lines, so such a
+    file is never mistaken for one pretty-printed document (and read whole into memory)."""
+    long_line = json.dumps(document(*(span("t", f"{i:016x}", name="x" * 200) for i in range(300))))
+    block = (long_line + "\n" + long_line + "\n").encode()
+    assert len(long_line) > 64 * 1024
+    assert inputs._json_mode(block) == "lines"
+    assert inputs._json_mode(b"not json\n" + block) == "lines"  # a malformed first line
+    assert inputs._json_mode(b'{\n  "resourceSpans": [\n    1\n  ]\n}\n') == "document"
+    assert inputs._json_mode(b'{"trace_id": "ab", "span_id": "cd"}\n') == "flat"
