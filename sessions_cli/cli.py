@@ -12,6 +12,13 @@ import shutil
 import sys
 from datetime import tzinfo
 
+# Polars allocates through its own jemalloc, which by default keeps freed pages for 10 s per
+# thread arena: reading a big export then holds hundreds of MB it no longer uses. Return them
+# sooner (measured on 1M spans: peak 980 -> 790 MB, same speed). Must be set before polars loads.
+os.environ.setdefault(
+    "_RJEM_MALLOC_CONF", "background_thread:true,dirty_decay_ms:200,muzzy_decay_ms:0"
+)
+
 import click
 
 from sessions_cli import __version__
@@ -407,6 +414,41 @@ def timeline_command(
     click.echo(title + "\n\n" + text, nl=False)
 
 
+@cli.command("convert")
+@input_options
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="FILE",
+    help="Where to write the spans: FILE.parquet (fast to read back), .jsonl or .csv.",
+)
+def convert_command(paths, strict, session_keys, price_file, cost_mode, output):
+    """Write the normalised spans of PATHS to one file, to query it again and again quickly.
+
+    JSON parsing is most of the time a command takes on a big export; every command reads the
+    Parquet file this writes many times faster than the JSON it came from, with the same
+    results. Spans are deduplicated; their columns are the flat span records of the README.
+
+    \b
+    Examples:
+      sessions convert traces/ -o spans.parquet
+      sessions list spans.parquet --sort cost --limit 10
+    """
+    del price_file, cost_mode  # spans are written before any pricing: cost stays as recorded
+    from sessions_cli import inputs
+
+    spans = _read(paths, strict=strict, session_keys=session_keys)
+    suffix = os.path.splitext(output)[1].lower()
+    try:
+        written = inputs.write_spans(spans, output, suffix)
+    except OSError as exc:
+        raise CliError(f"{output}: cannot write ({exc.strerror or exc})", ExitCode.ERROR) from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--output") from None
+    click.echo(f"sessions: wrote {written:,} spans to {output}", err=True)
+
+
 class Duration(click.ParamType):
     name = "duration"
 
@@ -528,18 +570,75 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
 
 
 def _load(paths, *, strict, session_keys, price_file, cost_mode):
-    from sessions_cli import attributes, inputs, model, pricing
+    from sessions_cli import model, pricing
 
     prices = pricing.load_price_file(price_file)
+    spans = _read(paths, strict=strict, session_keys=session_keys)
+    return model.build(spans, cost_mode=cost_mode, prices=prices)
+
+
+def _read(paths, *, strict, session_keys):
+    """Normalised, deduplicated spans; warnings and progress on stderr."""
+    from sessions_cli import attributes, inputs
+
     sources = inputs.resolve(tuple(paths), stdin_is_tty=_stdin_is_tty(), env=dict(os.environ))
-    spans, report = inputs.read_spans(
-        sources, attributes.chains(tuple(session_keys)), strict=strict
-    )
+    progress = Progress(inputs.total_bytes(sources)) if _stderr_is_tty() else None
+    try:
+        spans, report = inputs.read_spans(
+            sources, attributes.chains(tuple(session_keys)), strict=strict, progress=progress
+        )
+    finally:
+        if progress is not None:
+            progress.done()
     for warning in report.warnings():
         click.echo(f"sessions: warning: {warning}", err=True)
     if spans.is_empty():
         click.echo("sessions: no spans found in the input", err=True)
-    return model.build(spans, cost_mode=cost_mode, prices=prices)
+    return spans
+
+
+class Progress:
+    """`sessions: reading 412 MB of 1.4 GB (29%), 3.1 s` on stderr, redrawn in place, shown only
+    once reading has taken a second (small inputs never flash a line), and erased at the end."""
+
+    DELAY_S = 1.0
+
+    def __init__(self, total: int | None) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.started = self.clock()
+        self.total = total
+        self.shown = False
+
+    def __call__(self, done: int) -> None:
+        elapsed = self.clock() - self.started
+        if elapsed < self.DELAY_S:
+            return
+        of = f" of {_size(self.total)} ({min(done / self.total, 1):.0%})" if self.total else ""
+        sys.stderr.write(f"\r\x1b[Ksessions: reading {_size(done)}{of}, {elapsed:.1f} s")
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _stdin_is_tty() -> bool:

@@ -79,9 +79,10 @@ def annotate(spans: pl.DataFrame, *, cost_mode: str, prices: dict) -> pl.DataFra
         maintain_order="left",
     ).with_columns(pl.col("has_usage_below").fill_null(False))
 
-    operation = pl.col("operation").str.to_lowercase()
+    operation = pl.col("operation").cast(pl.String).str.to_lowercase()
+    name = pl.col("name").cast(pl.String)
     model_call = operation.is_in(MODEL_CALL_OPERATIONS) | pl.any_horizontal(
-        pl.col("name").str.ends_with(s) for s in MODEL_CALL_NAME_SUFFIXES
+        name.str.ends_with(s) for s in MODEL_CALL_NAME_SUFFIXES
     )
     counted = has_usage & ~pl.col("has_usage_below")
     failed_call = (
@@ -128,17 +129,22 @@ def _root_first(spans: pl.DataFrame) -> pl.DataFrame:
 
 
 def trace_table(spans: pl.DataFrame) -> pl.DataFrame:
+    """One row per trace. Text comes out as String, whatever the span columns' types."""
     counted, llm = pl.col("counted"), pl.col("is_llm_call")
+
+    def text(column: str) -> pl.Expr:
+        return pl.col(column).cast(pl.String)
+
     is_error = pl.col("status") == "error"
     traces = (
         _root_first(spans)
         .group_by("trace_id", maintain_order=True)
         .agg(
-            pl.col("session_id").drop_nulls().first(),
-            pl.col("session_name").drop_nulls().first(),
-            pl.col("user_id").drop_nulls().first(),
-            pl.col("user_id").drop_nulls().unique().sort().alias("users"),
-            pl.coalesce(pl.col("trace_name").drop_nulls().first(), pl.col("name").first()).alias(
+            text("session_id").drop_nulls().first(),
+            text("session_name").drop_nulls().first(),
+            text("user_id").drop_nulls().first(),
+            text("user_id").drop_nulls().unique().sort().alias("users"),
+            pl.coalesce(text("trace_name").drop_nulls().first(), text("name").first()).alias(
                 "trace_name"
             ),
             pl.col("start_time_unix_nano").min().alias("start_ns"),
@@ -155,7 +161,7 @@ def trace_table(spans: pl.DataFrame) -> pl.DataFrame:
             is_error.sum().alias("error_count"),
             pl.col("is_root").any().alias("has_root"),
             (pl.col("is_root") & is_error).any().alias("root_failed"),
-            pl.col("model").filter(llm).drop_nulls().unique().sort().alias("models"),
+            text("model").filter(llm).drop_nulls().unique().sort().alias("models"),
             pl.col("tags")
             .list.explode(keep_nulls=False, empty_as_null=False)
             .drop_nulls()
@@ -166,6 +172,7 @@ def trace_table(spans: pl.DataFrame) -> pl.DataFrame:
     )
     failed = pl.when(pl.col("has_root")).then("root_failed").otherwise(pl.col("error_count") > 0)
     return traces.with_columns(
+        text("trace_id"),
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
         _duration_ms().alias("duration_ms"),
@@ -214,7 +221,7 @@ def _session_metadata(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame
     """Per key, the value on the earliest span that has it."""
     pairs = (
         spans.filter(pl.col("metadata").list.len() > 0)
-        .select("trace_id", "start_time_unix_nano", "metadata")
+        .select(pl.col("trace_id").cast(pl.String), "start_time_unix_nano", "metadata")
         .join(traces.select("trace_id", "session_id"), on="trace_id")
         .explode("metadata")
         .sort("start_time_unix_nano", nulls_last=True, maintain_order=True)

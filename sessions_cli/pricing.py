@@ -56,6 +56,7 @@ def price_calls(
 
     Needs the columns model, provider, input_tokens, output_tokens, cost_usd.
     """
+    calls = calls.with_columns(pl.col("model", "provider").cast(pl.String))
     attribute = pl.col("cost_usd") if mode != "calculate" else pl.lit(None, pl.Float64)
     needs_table = calls.filter(
         attribute.is_null()

@@ -82,7 +82,8 @@ def events(
 
 def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
     spans = (
-        model.spans.join(
+        model.spans.with_columns(pl.col("trace_id").cast(pl.String))
+        .join(
             traces.select("trace_id", pl.int_range(pl.len()).alias("trace_order")),
             on="trace_id",
         )
@@ -106,11 +107,11 @@ def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
         "span_id",
         "parent_span_id",
         "depth",
-        "name",
+        pl.col("name").cast(pl.String),
         pl.col("start_time_unix_nano").alias("start_ns"),
         pl.col("end_time_unix_nano").alias("end_ns"),
-        "status",
-        "model",
+        pl.col("status").cast(pl.String),
+        pl.col("model").cast(pl.String),
         pl.when(own_usage).then("input_tokens").alias("input_tokens"),
         pl.when(own_usage).then("output_tokens").alias("output_tokens"),
         pl.col("call_cost_usd").alias("cost_usd"),

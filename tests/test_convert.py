@@ -1,0 +1,108 @@
+"""`sessions convert`, and results that do not depend on how the input was read: chunk size,
+compression, or a converted Parquet/JSONL/CSV copy (issue 5)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+
+import pytest
+
+from sessions_cli import attributes, cli, inputs, model
+from tests.conftest import FIXTURES, REAL, run, run_json
+
+GENERATED = FIXTURES / "generated.otlp.jsonl.gz"
+
+
+def sessions_of(spans) -> list[dict]:
+    built = model.build(spans)
+    return built.sessions.sort("session_id").to_dicts()
+
+
+@pytest.mark.parametrize("chunk_bytes", [1_000, 64_000, 1_000_000, inputs.CHUNK_BYTES])
+def test_chunk_size_changes_no_number(chunk_bytes, tmp_path):
+    plain = tmp_path / "generated.jsonl"
+    plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
+    sources = [inputs.Source(str(plain), plain)]
+    reference, _ = inputs.read_spans(sources, attributes.CHAINS, chunk_bytes=10**9)
+    spans, report = inputs.read_spans(sources, attributes.CHAINS, chunk_bytes=chunk_bytes)
+    assert not report.malformed
+    assert spans.height == reference.height
+    assert sessions_of(spans) == sessions_of(reference)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".csv"])
+@pytest.mark.parametrize("source", [GENERATED, REAL], ids=["generated", "real"])
+def test_converted_copies_give_identical_results(tmp_path, suffix, source):
+    out = tmp_path / f"spans{suffix}"
+    result = run("convert", str(source), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    original = run_json("list", str(source))
+    orphans = run_json("list", "--orphans", str(source))
+    spans = sum(row["span_count"] for row in original + orphans)
+    assert result.stderr == f"sessions: wrote {spans:,} spans to {out}\n"
+    assert run_json("list", str(out)) == original
+    assert run_json("list", "--orphans", str(out)) == orphans
+    some = original[0]["session_id"]
+    assert run_json("show", some, str(out)) == run_json("show", some, str(source))
+    assert run_json("stats", str(out)) == run_json("stats", str(source))
+
+
+def test_gzip_and_plain_give_identical_results(tmp_path):
+    plain = tmp_path / "generated.jsonl"
+    plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
+    assert run_json("list", str(plain)) == run_json("list", str(GENERATED))
+
+
+def test_convert_refuses_an_unknown_output_type(tmp_path):
+    result = run("convert", str(REAL), "-o", str(tmp_path / "spans.xlsx"))
+    assert result.exit_code == 2
+    assert "unknown output type '.xlsx'" in result.stderr
+
+
+def test_convert_reports_an_unwritable_output(tmp_path):
+    result = run("convert", str(REAL), "-o", str(tmp_path / "missing-dir" / "spans.parquet"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("sessions: error: ")
+    assert "cannot write" in result.stderr
+
+
+def test_no_progress_line_when_stderr_is_not_a_terminal():
+    result = run("list", str(GENERATED))
+    assert "\r" not in result.stderr
+    assert "reading" not in result.stderr
+
+
+def test_progress_waits_a_second_then_redraws_in_place_and_erases(monkeypatch):
+    stderr = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stderr)
+    now = [100.0]
+    progress = cli.Progress(total=2_000_000)
+    progress.clock, progress.started = (lambda: now[0]), now[0]
+    progress(500_000)  # at once: nothing
+    assert stderr.getvalue() == ""
+    now[0] += 1.5
+    progress(1_000_000)
+    assert stderr.getvalue() == "\r\x1b[Ksessions: reading 1.0 MB of 2.0 MB (50%), 1.5 s"
+    progress.done()
+    assert stderr.getvalue().endswith("\r\x1b[K")
+
+
+def test_total_bytes_is_unknown_for_compressed_input(tmp_path):
+    assert inputs.total_bytes([inputs.Source(str(GENERATED), GENERATED)]) is None
+    assert inputs.total_bytes([inputs.Source(str(REAL), REAL)]) == REAL.stat().st_size
+    assert inputs.total_bytes([inputs.Source("<stdin>")]) is None
+
+
+def test_converted_parquet_keeps_the_span_columns(tmp_path):
+    import polars as pl
+
+    from sessions_cli.schema import SPAN_SCHEMA
+
+    out = tmp_path / "spans.parquet"
+    assert run("convert", str(REAL), "-o", str(out)).exit_code == 0
+    frame = pl.read_parquet(out)
+    assert frame.schema == pl.Schema(SPAN_SCHEMA)
+    assert frame.height == 34
+    assert json.loads(run("list", str(out), "--json").stdout)
