@@ -23,9 +23,7 @@ SPAN = (
     f"startTimeUnixNano VARCHAR, endTimeUnixNano VARCHAR, attributes {ATTRS}, "
     "status STRUCT(code INTEGER))"
 )
-COLUMNS = (
-    "{resourceSpans: 'STRUCT(scopeSpans STRUCT(spans " + SPAN + "[])[])[]'}"
-)
+COLUMNS = "{resourceSpans: 'STRUCT(scopeSpans STRUCT(spans " + SPAN + "[])[])[]'}"
 
 
 def attr(key: str, field: str = "stringValue") -> str:
@@ -33,8 +31,11 @@ def attr(key: str, field: str = "stringValue") -> str:
 
 
 def query(path: str) -> str:
-    tokens_in = f"coalesce({attr('gen_ai.usage.input_tokens', 'intValue')}, {attr('ai.usage.promptTokens', 'intValue')})"
-    tokens_out = f"coalesce({attr('gen_ai.usage.output_tokens', 'intValue')}, {attr('ai.usage.completionTokens', 'intValue')})"
+    def tokens(*keys: str) -> str:
+        return "coalesce(" + ", ".join(attr(k, "intValue") for k in keys) + ")"
+
+    tokens_in = tokens("gen_ai.usage.input_tokens", "ai.usage.promptTokens")
+    tokens_out = tokens("gen_ai.usage.output_tokens", "ai.usage.completionTokens")
     return f"""
     WITH RECURSIVE spans AS (
         SELECT unnest(s.spans) AS span
@@ -49,10 +50,10 @@ def query(path: str) -> str:
                    nullif(span.parentSpanId, '') AS parent_id,
                    CAST(span.startTimeUnixNano AS BIGINT) AS start_ns,
                    CAST(span.endTimeUnixNano AS BIGINT) AS end_ns,
-                   {attr('agentmark.session_id')} AS session_id,
+                   {attr("agentmark.session_id")} AS session_id,
                    CAST({tokens_in} AS BIGINT) AS input_tokens,
                    CAST({tokens_out} AS BIGINT) AS output_tokens,
-                   {attr('agentmark.usage.cost_usd', 'doubleValue')} AS cost_usd
+                   {attr("agentmark.usage.cost_usd", "doubleValue")} AS cost_usd
             FROM spans)
     ),
     usage AS (

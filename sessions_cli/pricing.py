@@ -13,6 +13,7 @@ the context size) are priced per distinct (model, provider, input, output) combi
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -91,8 +92,10 @@ def _table_costs(needs_table: pl.DataFrame, overrides) -> pl.DataFrame:
     """table_cost_usd per distinct (model, provider, input, output) that needs the table."""
     combos = needs_table.select(_KEYS).unique()
     pairs = combos.select("model", "provider").unique()
+    with _RateCache() as cache:
+        found = [(m, p, *_rate(m, p, overrides, cache)) for m, p in pairs.iter_rows()]
     rates = pl.DataFrame(
-        [(m, p, *_rate(m, p, overrides)) for m, p in pairs.iter_rows()],
+        found,
         schema={"model": pl.String, "provider": pl.String, "tiered": pl.Boolean,
                 "fixed": pl.Float64, "per_input": pl.Float64, "per_output": pl.Float64},
         orient="row",
@@ -118,12 +121,60 @@ def _table_costs(needs_table: pl.DataFrame, overrides) -> pl.DataFrame:
     return pl.concat([linear, tiered]).select(*_KEYS, "table_cost_usd")
 
 
-def _rate(model: str, provider: str | None, overrides) -> tuple[bool, float | None, ...]:
+def _rate(model: str, provider: str | None, overrides, cache) -> tuple[bool, float | None, ...]:
     """(tiered, fixed fee, USD per input token, USD per output token) for one model."""
     override = overrides.get(model.casefold())
     if override is not None:
         return False, 0.0, override[0] / 1_000_000, override[1] / 1_000_000
-    return _genai_rate(model, provider)
+    key = f"{model}\t{provider or ''}"
+    if key not in cache.rates:
+        cache.rates[key] = list(_genai_rate(model, provider))
+        cache.changed = True
+    return tuple(cache.rates[key])
+
+
+class _RateCache:
+    """Rates already looked up, on disk per genai-prices release, so that a run whose models
+    are all known does not import genai-prices (0.16 s of a small run's 0.4 s). Best effort: a
+    cache that cannot be read or written is simply not used. $SESSIONS_CACHE_DIR moves it."""
+
+    def __enter__(self) -> _RateCache:
+        self.rates: dict[str, list] = {}
+        self.changed = False
+        self.path = _cache_file()
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8")) if self.path else {}
+            if isinstance(loaded, dict):
+                self.rates = {
+                    k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 4
+                }
+        except (OSError, ValueError):
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.changed or self.path is None or exc[0] is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(self.rates), encoding="utf-8")
+            os.replace(temporary, self.path)  # atomic: concurrent runs never see half a file
+        except OSError:
+            pass
+
+
+def _cache_file() -> Path | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("genai-prices")
+    except PackageNotFoundError:
+        return None
+    base = os.environ.get("SESSIONS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sessions"
+    )
+    return Path(base) / f"rates-genai-prices-{release}.json"
 
 
 @lru_cache(maxsize=4096)

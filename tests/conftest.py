@@ -15,9 +15,11 @@ EDGE = FIXTURES / "edge"
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
+def _clean_env(monkeypatch, tmp_path_factory):
     for name in ("SESSIONS_TRACES", "COLUMNS", "NO_COLOR"):
         monkeypatch.delenv(name, raising=False)
+    # The price-rate cache of a test run lives and dies with it.
+    monkeypatch.setenv("SESSIONS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def run(*args: str, input: bytes | str | None = None, env: dict | None = None):

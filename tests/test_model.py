@@ -194,3 +194,18 @@ def test_metadata_tags_and_users_merge_across_traces():
     assert row["tags"] == ["a", "b", "c"]
     assert {kv["key"]: kv["value"] for kv in row["metadata"]} == {"plan": "pro", "team": "x"}
     assert (row["user_id"], row["users"]) == ("u1", ["u1", "u2"])
+
+
+def test_price_rates_are_cached_on_disk_and_a_broken_cache_is_ignored(tmp_path, monkeypatch):
+    from tests.conftest import REAL, run_json
+
+    monkeypatch.setenv("SESSIONS_CACHE_DIR", str(tmp_path))
+    first = run_json("list", str(REAL))
+    (cache,) = tmp_path.glob("rates-genai-prices-*.json")
+    rates = json.loads(cache.read_text())
+    assert rates["gpt-4o-mini\topenai"][0] is False  # not tiered
+    assert rates["gpt-4o-mini\topenai"][2] == pytest.approx(0.15 / 1_000_000)
+    assert rates["acme-local-7b\t"] == [False, None, None, None]  # unknown: remembered as such
+    assert run_json("list", str(REAL)) == first  # from the cache
+    cache.write_text("{not json")
+    assert run_json("list", str(REAL)) == first

@@ -1,0 +1,127 @@
+"""Benchmark `sessions` against DuckDB on generated OTLP exports; prints a Markdown report.
+
+    python benchmarks/run.py                      # 100k and 1M spans, 3 alternating runs
+    python benchmarks/run.py --sizes 100000 --repeat 1
+
+Every command runs as its own process; wall time and peak memory (the child's max RSS, from
+wait4) are measured per run, and the median is reported. `sessions list` and the DuckDB query
+run alternately, so that both see the same machine. Files are generated once into
+benchmarks/data/ (about 1.5 KB a span). Needs the `bench` extra: pip install -e '.[bench]'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SESSIONS = str(Path(sys.executable).with_name("sessions"))
+
+
+def measure(args: list[str], stdout=subprocess.DEVNULL) -> tuple[float, float, bytes]:
+    """(wall seconds, peak RSS in MB, stdout) of one run."""
+    started = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.PIPE if stdout is None else stdout)
+    out = process.stdout.read() if process.stdout else b""
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) not in (0, 3):
+        raise SystemExit(f"failed ({status}): {' '.join(args)}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def generated(spans: int, data: Path) -> Path:
+    path = data / f"otlp-{spans}.jsonl"
+    if not path.exists():
+        data.mkdir(parents=True, exist_ok=True)
+        print(f"generating {path} ...", file=sys.stderr)
+        subprocess.run(
+            [sys.executable, str(HERE / "generate.py"), "--spans", str(spans), "-o", str(path)],
+            check=True,
+        )
+    return path
+
+
+def median_of(runs: list[tuple[float, float, bytes]]) -> tuple[float, float]:
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def bench_size(spans: int, data: Path, repeat: int, duckdb: bool) -> list[tuple]:
+    path = generated(spans, data)
+    rows = []
+    size_mb = path.stat().st_size / 1e6
+    listed, duck = [], []
+    for _ in range(repeat):  # alternate, so both see the same machine state
+        listed.append(measure([SESSIONS, "list", str(path), "--json"], stdout=None))
+        if duckdb:
+            duck.append(measure([sys.executable, str(HERE / "duckdb_sessions.py"), str(path)],
+                                stdout=None))  # fmt: skip
+    sessions_json = json.loads(listed[0][2])
+    wall, peak = median_of(listed)
+    rows.append((spans, size_mb, "sessions list", wall, peak))
+    if duckdb:
+        d_wall, d_peak = median_of(duck)
+        rows.append((spans, size_mb, "duckdb (same aggregate)", d_wall, d_peak))
+        found = duck[0][2].decode().split()
+        agree = int(found[0]) == len(sessions_json) and int(found[2]) == sum(
+            s["span_count"] for s in sessions_json
+        )
+        rows.append((spans, size_mb, f"list vs duckdb: {d_wall / wall:.1f}x faster, "
+                     f"results {'agree' if agree else 'DIFFER'}", None, None))  # fmt: skip
+    busiest = max(sessions_json, key=lambda s: s["span_count"])["session_id"]
+    for name, args in [
+        ("sessions show", ["show", busiest, str(path), "--json"]),
+        ("sessions timeline --spans", ["timeline", busiest, str(path), "--spans", "--json"]),
+        ("sessions stats --by model", ["stats", str(path), "--by", "model", "--json"]),
+    ]:
+        rows.append((spans, size_mb, name, *median_of([measure([SESSIONS, *args])
+                                                       for _ in range(repeat)])))  # fmt: skip
+    parquet = data / f"spans-{spans}.parquet"
+    rows.append((spans, size_mb, "sessions convert -o .parquet",
+                 *median_of([measure([SESSIONS, "convert", str(path), "-o", str(parquet)])])))  # fmt: skip
+    p_wall, p_peak = median_of([measure([SESSIONS, "list", str(parquet), "--json"])
+                                for _ in range(repeat)])  # fmt: skip
+    rows.append((spans, parquet.stat().st_size / 1e6, "sessions list (converted .parquet)",
+                 p_wall, p_peak))  # fmt: skip
+    rows.append((spans, size_mb, f"parquet vs json: {wall / p_wall:.1f}x faster", None, None))
+    return rows
+
+
+def startup(data: Path, repeat: int) -> list[tuple]:
+    small = generated(50, data)
+    return [
+        (0, 0, "sessions --help", *median_of([measure([SESSIONS, "--help"])
+                                              for _ in range(repeat * 3)])),  # fmt: skip
+        (50, small.stat().st_size / 1e6, "sessions list (50 spans)",
+         *median_of([measure([SESSIONS, "list", str(small)]) for _ in range(repeat * 3)])),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="span counts, comma-separated")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--data", type=Path, default=HERE / "data")
+    parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB comparison")
+    args = parser.parse_args()
+    rows = startup(args.data, args.repeat)
+    for spans in (int(s) for s in args.sizes.split(",")):
+        rows += bench_size(spans, args.data, args.repeat, duckdb=not args.no_duckdb)
+    print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, repeat {args.repeat}\n")
+    print("| spans | input MB | command | wall s (median) | peak MB |")
+    print("|---:|---:|---|---:|---:|")
+    for spans, size, name, wall, peak in rows:
+        if wall is None:
+            print(f"| {spans:,} | | **{name}** | | |")
+        else:
+            print(f"| {spans:,} | {size:,.1f} | {name} | {wall:.2f} | {peak:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
