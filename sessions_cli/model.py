@@ -62,22 +62,18 @@ def annotate(spans: pl.DataFrame, *, cost_mode: str, prices: dict) -> pl.DataFra
         .then("parent_span_id")
         .alias("parent_span_id")
     )
-    ids = spans.select("trace_id", "span_id")
-    parents = ids.rename({"span_id": "parent_span_id"}).with_columns(parent_present=pl.lit(True))
-    spans = (
-        spans.join(parents, on=["trace_id", "parent_span_id"], how="left", maintain_order="left")
-        .with_columns(is_root=pl.col("parent_present").is_null())
-        .drop("parent_present")
-    )
+    # Each span's parent as a row number (one join); the tree is then walked by indexing.
+    keys = spans.select("trace_id", "span_id", "parent_span_id")
+    rows = keys.select("trace_id", pl.col("span_id").alias("parent_span_id")).with_row_index("p")
+    parent = keys.join(rows, on=["trace_id", "parent_span_id"], how="left", maintain_order="left")
+    parent_row = parent.get_column("p")
 
     has_usage = pl.any_horizontal(pl.col(c).is_not_null() for c in _USAGE)
-    wrappers = _ancestors(spans, spans.filter(has_usage))
-    spans = spans.join(
-        wrappers.with_columns(has_usage_below=pl.lit(True)),
-        on=["trace_id", "span_id"],
-        how="left",
-        maintain_order="left",
-    ).with_columns(pl.col("has_usage_below").fill_null(False))
+    usage_rows = spans.select(pl.arg_where(has_usage)).to_series()
+    spans = spans.with_columns(
+        parent_row.is_null().alias("is_root"),
+        _ancestors(parent_row, usage_rows).alias("has_usage_below"),
+    )
 
     operation = pl.col("operation").cast(pl.String).str.to_lowercase()
     name = pl.col("name").cast(pl.String)
@@ -92,39 +88,58 @@ def annotate(spans: pl.DataFrame, *, cost_mode: str, prices: dict) -> pl.DataFra
         & ~pl.col("has_usage_below")
     )
     spans = spans.with_columns(counted=counted, is_llm_call=counted | failed_call)
-    calls = pricing.price_calls(spans.filter("is_llm_call"), cost_mode, prices)
-    return spans.join(
-        calls.select("trace_id", "span_id", "call_cost_usd", "call_cost_source"),
-        on=["trace_id", "span_id"],
-        how="left",
-        maintain_order="left",
+    calls = pricing.price_calls(
+        spans.with_row_index("row")
+        .filter("is_llm_call")
+        .select("row", "model", "provider", "input_tokens", "output_tokens", "cost_usd"),
+        cost_mode,
+        prices,
+    )
+    cost = pl.repeat(None, spans.height, dtype=pl.Float64, eager=True).alias("call_cost_usd")
+    source = pl.repeat(None, spans.height, dtype=pl.String, eager=True).alias("call_cost_source")
+    call_rows = calls.get_column("row")
+    return spans.with_columns(
+        cost.scatter(call_rows, calls.get_column("call_cost_usd")),
+        source.scatter(call_rows, calls.get_column("call_cost_source")),
     )
 
 
-def _ancestors(spans: pl.DataFrame, start: pl.DataFrame) -> pl.DataFrame:
-    """(trace_id, span_id) of every ancestor of the `start` spans, one join per tree level.
-
-    Stops when a level adds nothing new, so a parent cycle (a -> b -> a) ends too.
-    """
-    edges = spans.select("trace_id", "span_id", "parent_span_id").filter(
-        pl.col("parent_span_id").is_not_null()
-    )
-    step = ["trace_id", pl.col("parent_span_id").alias("span_id")]
-    frontier = start.select(step).drop_nulls().unique()
-    found = frontier.clear()
+def _ancestors(parent_row: pl.Series, start: pl.Series) -> pl.Series:
+    """True for every ancestor of the `start` rows: one gather per tree level. A row already
+    marked is not walked again, so a parent cycle (a -> b -> a) ends too."""
+    marked = pl.repeat(False, len(parent_row), dtype=pl.Boolean, eager=True)
+    frontier = parent_row.gather(start).drop_nulls().unique()
     while not frontier.is_empty():
-        frontier = frontier.join(found, on=["trace_id", "span_id"], how="anti")
-        found = pl.concat([found, frontier])
-        frontier = frontier.join(edges, on=["trace_id", "span_id"]).select(step).unique()
-    return found.unique()
+        frontier = frontier.filter(~marked.gather(frontier))
+        marked.scatter(frontier, True)
+        frontier = parent_row.gather(frontier).drop_nulls().unique()
+    return marked
 
 
-def _root_first(spans: pl.DataFrame) -> pl.DataFrame:
-    """Roots first, then by start: "first non-null" in this order is the contract's choice."""
-    return spans.sort(
-        ["trace_id", "is_root", "start_time_unix_nano", "span_id"],
-        descending=[False, True, False, False],
-        nulls_last=True,
+def _first_in_root_order(
+    spans: pl.DataFrame, column: str, alias: str, where: pl.Expr | None = None
+) -> pl.DataFrame:
+    """Per trace, the first non-null value of `column` with roots first, then by start: the
+    contract's choice. Only the spans with a value are sorted, on five narrow columns."""
+    keep = pl.col(column).is_not_null() if where is None else pl.col(column).is_not_null() & where
+    order = ["trace_id", "is_root", "start_time_unix_nano", "span_id"]
+    return (
+        spans.select(*order, column, keep.alias("_keep"))
+        .filter("_keep")
+        .sort(order, descending=[False, True, False, False], nulls_last=True)
+        .unique("trace_id", keep="first", maintain_order=True)
+        .select("trace_id", pl.col(column).cast(pl.String).alias(alias))
+    )
+
+
+def _distinct(spans: pl.DataFrame, column: str, where: pl.Expr, alias: str) -> pl.DataFrame:
+    """Per trace, the sorted distinct values of `column` (text, or lists of text), from the
+    (few) spans matching `where`."""
+    subset = spans.select("trace_id", column, where.alias("_keep")).filter("_keep")
+    if isinstance(subset.schema[column], pl.List):
+        subset = subset.explode(column)
+    return subset.group_by("trace_id").agg(
+        pl.col(column).cast(pl.String).drop_nulls().unique().sort().alias(alias)
     )
 
 
@@ -136,43 +151,43 @@ def trace_table(spans: pl.DataFrame) -> pl.DataFrame:
         return pl.col(column).cast(pl.String)
 
     is_error = pl.col("status") == "error"
-    traces = (
-        _root_first(spans)
-        .group_by("trace_id", maintain_order=True)
-        .agg(
-            text("session_id").drop_nulls().first(),
-            text("session_name").drop_nulls().first(),
-            text("user_id").drop_nulls().first(),
-            text("user_id").drop_nulls().unique().sort().alias("users"),
-            pl.coalesce(text("trace_name").drop_nulls().first(), text("name").first()).alias(
-                "trace_name"
-            ),
-            pl.col("start_time_unix_nano").min().alias("start_ns"),
-            pl.col("end_time_unix_nano").max().alias("end_ns"),
-            pl.len().alias("span_count"),
-            llm.sum().alias("llm_call_count"),
-            *(pl.col(c).filter(counted).sum().alias(c) for c in _TOKENS),
-            pl.col("call_cost_usd").filter(llm).sum().alias("cost_usd"),
-            (pl.col("call_cost_source") == "attribute").sum().alias("attribute_priced"),
-            (pl.col("call_cost_source") == "price_table").sum().alias("table_priced"),
-            (llm & pl.col("call_cost_usd").is_null() & pl.col("total_tokens").is_not_null())
-            .sum()
-            .alias("unpriced_call_count"),
-            is_error.sum().alias("error_count"),
-            pl.col("is_root").any().alias("has_root"),
-            (pl.col("is_root") & is_error).any().alias("root_failed"),
-            text("model").filter(llm).drop_nulls().unique().sort().alias("models"),
-            pl.col("tags")
-            .list.explode(keep_nulls=False, empty_as_null=False)
-            .drop_nulls()
-            .unique()
-            .sort()
-            .alias("tags"),
-        )
+    traces = spans.group_by("trace_id").agg(
+        pl.col("start_time_unix_nano").min().alias("start_ns"),
+        pl.col("end_time_unix_nano").max().alias("end_ns"),
+        pl.len().alias("span_count"),
+        text("name").get(pl.col("start_time_unix_nano").arg_min()).alias("first_name"),
+        llm.sum().alias("llm_call_count"),
+        *(pl.col(c).filter(counted).sum().alias(c) for c in _TOKENS),
+        pl.col("call_cost_usd").filter(llm).sum().alias("cost_usd"),
+        (pl.col("call_cost_source") == "attribute").sum().alias("attribute_priced"),
+        (pl.col("call_cost_source") == "price_table").sum().alias("table_priced"),
+        (llm & pl.col("call_cost_usd").is_null() & pl.col("total_tokens").is_not_null())
+        .sum()
+        .alias("unpriced_call_count"),
+        is_error.sum().alias("error_count"),
+        pl.col("is_root").any().alias("has_root"),
+        (pl.col("is_root") & is_error).any().alias("root_failed"),
+    )
+    # Lists and first values from the few spans that carry them, each joined on by trace.
+    parts = [
+        _distinct(spans, "user_id", pl.col("user_id").is_not_null(), "users"),
+        _distinct(spans, "model", llm & pl.col("model").is_not_null(), "models"),
+        _distinct(spans, "tags", pl.col("tags").list.len() > 0, "tags"),
+        _first_in_root_order(spans, "session_id", "session_id"),
+        _first_in_root_order(spans, "session_name", "session_name"),
+        _first_in_root_order(spans, "user_id", "user_id"),
+        _first_in_root_order(spans, "trace_name", "named"),
+        _first_in_root_order(spans, "name", "root_name", where=pl.col("is_root")),
+    ]
+    for part in parts:
+        traces = traces.join(part, on="trace_id", how="left")
+    traces = traces.with_columns(
+        pl.col(c).fill_null(pl.lit([], pl.List(pl.String))) for c in ("users", "models", "tags")
     )
     failed = pl.when(pl.col("has_root")).then("root_failed").otherwise(pl.col("error_count") > 0)
     return traces.with_columns(
         text("trace_id"),
+        pl.coalesce("named", "root_name", "first_name").alias("trace_name"),
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
         _duration_ms().alias("duration_ms"),
