@@ -6,6 +6,7 @@ Heavy modules (polars and everything built on it) are imported inside commands, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -574,7 +575,23 @@ def _load(paths, *, strict, session_keys, price_file, cost_mode):
 
     prices = pricing.load_price_file(price_file)
     spans = _read(paths, strict=strict, session_keys=session_keys)
-    return model.build(spans, cost_mode=cost_mode, prices=prices)
+    with _timed("model"):
+        return model.build(spans, cost_mode=cost_mode, prices=prices)
+
+
+# Seconds per phase, printed on stderr at exit when $SESSIONS_TIMING is set (benchmarks/).
+_TIMINGS: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def _timed(phase: str):
+    import time
+
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        _TIMINGS[phase] = _TIMINGS.get(phase, 0.0) + time.perf_counter() - started
 
 
 def _read(paths, *, strict, session_keys):
@@ -584,9 +601,10 @@ def _read(paths, *, strict, session_keys):
     sources = inputs.resolve(tuple(paths), stdin_is_tty=_stdin_is_tty(), env=dict(os.environ))
     progress = Progress(inputs.total_bytes(sources)) if _stderr_is_tty() else None
     try:
-        spans, report = inputs.read_spans(
-            sources, attributes.chains(tuple(session_keys)), strict=strict, progress=progress
-        )
+        with _timed("read"):
+            spans, report = inputs.read_spans(
+                sources, attributes.chains(tuple(session_keys)), strict=strict, progress=progress
+            )
     finally:
         if progress is not None:
             progress.done()
@@ -767,4 +785,7 @@ def main() -> None:
             err=True,
         )
         code = ExitCode.ERROR
+    if os.environ.get("SESSIONS_TIMING") and _TIMINGS:
+        phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in _TIMINGS.items())
+        click.echo(f"sessions: timing: {phases}", err=True)
     sys.exit(int(code or 0))
