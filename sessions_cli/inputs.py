@@ -13,7 +13,7 @@ import gzip
 import io
 import json
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from sessions_cli.schema import compact, empty_spans
 
 # Measured on 1M spans: 4 MB and 8 MB chunks decode equally fast; 4 MB holds less in flight.
 CHUNK_BYTES = 4 * 1024 * 1024
+MAX_LINE_BYTES = 256 * 1024 * 1024  # a longer line is skipped, not held in memory
 _WORKERS = 2  # chunks decoded at once (this machine and CI have two cores)
 _GZIP, _ZSTD, _PARQUET = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PAR1"
 _BOM = "\ufeff"
@@ -42,23 +43,35 @@ class Source:
 
 @dataclass
 class Report:
-    """What went wrong while reading, kept for one summary per file (never a warning per line)."""
+    """What went wrong while reading, kept for one summary per file (never a warning per line).
+
+    `failures()` is what --strict turns into an error: input skipped, cut short or ignored.
+    `notices()` are conflicts the contract resolves; they stay warnings even with --strict.
+    """
 
     malformed: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     skipped_files: list[str] = field(default_factory=list)
     invalid_utf8: list[str] = field(default_factory=list)
+    truncated: dict[str, str] = field(default_factory=dict)  # label -> what happened
+    problems: dict[str, Counter] = field(default_factory=dict)  # label -> otlp.PROBLEMS kinds
     spans_without_ids: int = 0
+    conflicting_duplicates: int = 0
 
     def bad_line(self, label: str, line: int, reason: str) -> None:
         self.malformed.setdefault(label, []).append((line, reason))
+
+    def add_problems(self, label: str, found: Counter) -> None:
+        if any(found.values()):
+            self.problems.setdefault(label, Counter()).update(found)
 
     @property
     def malformed_count(self) -> int:
         return sum(len(v) for v in self.malformed.values())
 
-    def warnings(self) -> list[str]:
+    def failures(self) -> list[str]:
         out = []
         for label, bad in self.malformed.items():
+            bad = sorted(bad)
             first = ", ".join(str(line) for line, _ in bad[:_SHOWN_LINES])
             more = ", ..." if len(bad) > _SHOWN_LINES else ""
             noun = "line" if len(bad) == 1 else "lines"
@@ -66,14 +79,46 @@ class Report:
                 f"{label}: skipped {len(bad)} malformed {noun} "
                 f"(line {first}{more}; first: {bad[0][1]})"
             )
+        out += [f"{label}: {what}" for label, what in self.truncated.items()]
         out += [
             f"{label}: not a trace file (no OTLP JSON, span records or Parquet), skipped"
             for label in self.skipped_files
         ]
         out += [f"{label}: invalid UTF-8 replaced with U+FFFD" for label in self.invalid_utf8]
+        for label, found in self.problems.items():
+            out += [
+                f"{label}: {otlp.describe(kind, n)}"
+                for kind, n in found.items()
+                if n and kind in _FAILURES
+            ]
         if self.spans_without_ids:
-            out.append(f"skipped {self.spans_without_ids} spans without a valid traceId/spanId")
+            n = self.spans_without_ids
+            noun = "span" if n == 1 else "spans"
+            out.append(f"skipped {n:,} {noun} without a valid traceId/spanId")
         return out
+
+    def notices(self) -> list[str]:
+        out = []
+        for label, found in self.problems.items():
+            out += [
+                f"{label}: {otlp.describe(kind, n)}"
+                for kind, n in found.items()
+                if n and kind not in _FAILURES
+            ]
+        if self.conflicting_duplicates:
+            n = self.conflicting_duplicates
+            what = "span was" if n == 1 else "spans were"
+            out.append(
+                f"{n:,} {what} read more than once with different content; the first read was "
+                "kept (files are read in path order)"
+            )
+        return out
+
+    def warnings(self) -> list[str]:
+        return self.failures() + self.notices()
+
+
+_FAILURES = ("nested_text", "bad_usage", "bad_time")  # the rest of otlp.PROBLEMS are notices
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,6 +215,7 @@ def read_spans(
     chunk_bytes: int = CHUNK_BYTES,
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> tuple[pl.DataFrame, Report]:
     """All spans of all sources, de-duplicated by (trace_id, span_id): first seen wins.
 
@@ -177,17 +223,33 @@ def read_spans(
     """
     report = Report()
     frames = []
-    reader = _Reader(chains, report, chunk_bytes, progress)
+    reader = _Reader(chains, report, chunk_bytes, progress, max_line_bytes)
     with reader:
         for source in sources:
             explicit = len(sources) == 1 or source.path is None
             frames += [compact(f) for f in _read_source(source, reader, stdin, explicit=explicit)]
-    if strict and report.malformed:
-        raise InputError("malformed input (--strict): " + "; ".join(report.warnings()))
     spans = pl.concat(frames) if frames else compact(empty_spans())
     valid = spans.filter(pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null())
     report.spans_without_ids = spans.height - valid.height
-    return valid.unique(["trace_id", "span_id"], keep="first", maintain_order=True), report
+    if strict and report.failures():
+        raise InputError("input not read in full (--strict): " + "; ".join(report.failures()))
+    deduped = valid.unique(["trace_id", "span_id"], keep="first", maintain_order=True)
+    if deduped.height < valid.height:  # re-sent spans: were any of them different?
+        key = pl.struct("trace_id", "span_id")
+        report.conflicting_duplicates = _conflicts(valid.filter(key.is_duplicated()))
+    return deduped, report
+
+
+def _conflicts(duplicated: pl.DataFrame) -> int:
+    """How many spans were read more than once with different content."""
+    content = [c for c in duplicated.columns if c not in ("trace_id", "span_id")]
+    return (
+        duplicated.with_columns(pl.struct(content).hash().alias("_content"))
+        .group_by("trace_id", "span_id")
+        .agg(pl.col("_content").n_unique())
+        .filter(pl.col("_content") > 1)
+        .height
+    )
 
 
 class _Reader:
@@ -197,8 +259,9 @@ class _Reader:
     few chunks are ever held in memory, whatever the size of the input.
     """
 
-    def __init__(self, chains, report: Report, chunk_bytes: int, progress) -> None:
+    def __init__(self, chains, report: Report, chunk_bytes: int, progress, max_line_bytes) -> None:
         self.chains, self.report, self.chunk_bytes = chains, report, chunk_bytes
+        self.max_line_bytes = max_line_bytes
         self.progress = progress
         self.bytes_read = 0
         self.workers = max(1, min(_WORKERS, os.cpu_count() or 1))
@@ -214,8 +277,23 @@ class _Reader:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
     def lines(self, stream: BinaryIO, label: str) -> Iterator[pl.DataFrame]:
+        report, limit = self.report, self.max_line_bytes
+
+        def long_line(number: int) -> None:
+            report.bad_line(label, number, f"longer than {limit / 2**20:g} MB: skipped")
+
+        def cut_short(reason: str, lines: int) -> None:
+            report.truncated[label] = f"{reason}; read up to line {lines:,}, the rest is lost"
+
         in_flight: deque[Future] = deque()
-        for first_line_no, chunk in _chunks(stream, self.chunk_bytes):
+        chunks = _chunks(
+            stream,
+            self.chunk_bytes,
+            max_line_bytes=limit,
+            on_long_line=long_line,
+            on_cut_short=cut_short,
+        )
+        for first_line_no, chunk in chunks:
             args = (chunk, first_line_no, label, self.chains)
             if self.pool is None:
                 yield self._merge(_parse_chunk(*args), len(chunk))
@@ -233,6 +311,7 @@ class _Reader:
             self.report.bad_line(parsed.label, line_no, reason)
         if parsed.invalid_utf8 and parsed.label not in self.report.invalid_utf8:
             self.report.invalid_utf8.append(parsed.label)
+        self.report.add_problems(parsed.label, parsed.problems)
         self.bytes_read += size
         if self.progress is not None:
             self.progress(self.bytes_read)
@@ -309,7 +388,9 @@ def _read_json(stream, label, reader: _Reader) -> Iterator[pl.DataFrame]:
     chains, report = reader.chains, reader.report
     # peek() returns only what the buffer holds (often 8 KB, less than one batch line), so
     # read a first block and put it back in front of the stream.
-    block = stream.read(reader.chunk_bytes)
+    block, error = read_block(stream, reader.chunk_bytes)
+    if error is not None:  # the stream ends within the first block: _chunks reports it
+        stream = _Failing(error)
     mode = _json_mode(block)
     if mode == "document":
         data = block + stream.read()
@@ -328,6 +409,19 @@ def _read_json(stream, label, reader: _Reader) -> Iterator[pl.DataFrame]:
         yield flat.read_jsonl(_decode(stream.read(), label, report), label, report)
         return
     yield from reader.lines(stream, label)
+
+
+class _Failing(io.RawIOBase):
+    """The rest of a stream that already failed: raises its error again when read."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        raise self.error
 
 
 class _Prefixed(io.RawIOBase):
@@ -375,23 +469,85 @@ def _json_mode(block: bytes) -> str:
     return "document"
 
 
-def _chunks(stream: BinaryIO, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """Blocks of whole lines, with the number of each block's first line."""
-    line_no, rest = 1, b""
+def _chunks(
+    stream: BinaryIO,
+    chunk_bytes: int,
+    *,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    on_long_line=None,
+    on_cut_short=None,
+) -> Iterator[tuple[int, bytes]]:
+    """Blocks of whole lines, with the number of each block's first line.
+
+    A line longer than `max_line_bytes` is skipped without being held (`on_long_line(number)`),
+    so memory stays bounded whatever the input. A compressed stream that ends early or turns
+    corrupt ends the file there (`on_cut_short(reason, lines_read)`): what came before counts.
+    """
+    line_no, rest, skipping = 1, b"", False
     while True:
-        block = stream.read(chunk_bytes)
+        block, error = read_block(stream, chunk_bytes)
+        if error is not None and on_cut_short is not None:
+            on_cut_short(_describe(error), line_no + (rest + block).count(b"\n"))
         if not block:
             break
+        if skipping:  # inside an over-long line: drop bytes up to its end
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            block, skipping, line_no = block[end + 1 :], False, line_no + 1
         block = rest + block
         cut = block.rfind(b"\n") + 1
-        if cut == 0:  # a line longer than one chunk: keep reading
-            rest = block
+        if cut == 0:  # no line ends in this block: keep reading, up to the limit
+            if len(block) > max_line_bytes:
+                if on_long_line is not None:
+                    on_long_line(line_no)
+                rest, skipping = b"", True
+            else:
+                rest = block
             continue
         yield line_no, block[:cut]
         line_no += block.count(b"\n", 0, cut)
         rest = block[cut:]
-    if rest:
+        if error is not None:
+            break
+    if rest and not skipping:
         yield line_no, rest  # an unterminated last line (a file still being written)
+
+
+def read_block(stream: BinaryIO, size: int) -> tuple[bytes, BaseException | None]:
+    """Up to `size` bytes, and the error that ended the stream early, if one did. Read in
+    steps, so that a compressed stream cut short still gives all it decompressed."""
+    parts, total = [], 0
+    read = getattr(stream, "read1", stream.read)  # one underlying read at a time
+    while total < size:
+        try:
+            part = read(min(_STEP, size - total))
+        except _STREAM_ERRORS as exc:
+            return b"".join(parts), exc
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts), None
+
+
+_STEP = 1024 * 1024
+
+
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    import zlib
+
+    errors: list[type[BaseException]] = [EOFError, OSError, zlib.error]
+    try:
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    except ImportError:  # pragma: no cover - a declared dependency
+        pass
+    return tuple(errors)
+
+
+_STREAM_ERRORS = _stream_errors()
 
 
 def _decode(data: bytes, label: str, report: Report) -> str:
@@ -411,6 +567,7 @@ class _Parsed:
     spans: pl.DataFrame
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     invalid_utf8: bool = False
+    problems: Counter = field(default_factory=Counter)
 
 
 def _parse_chunk(chunk: bytes, first_line_no: int, label: str, chains) -> _Parsed:
@@ -428,7 +585,7 @@ def _parse_chunk(chunk: bytes, first_line_no: int, label: str, chains) -> _Parse
     if lines.is_empty():
         return parsed
     try:
-        parsed.spans = compact(otlp.spans_from_lines(lines, chains))
+        parsed.spans = compact(otlp.spans_from_lines(lines, chains, parsed.problems))
         return parsed
     except pl.exceptions.PolarsError:
         pass
@@ -445,7 +602,8 @@ def _parse_chunk(chunk: bytes, first_line_no: int, label: str, chains) -> _Parse
         good += [json.dumps(doc, ensure_ascii=False) for doc in docs]
     if good:
         lines = pl.Series("line", good, dtype=pl.String)
-        parsed.spans = compact(otlp.spans_from_lines(lines, chains))
+        parsed.problems.clear()  # the fast path may have counted before it failed
+        parsed.spans = compact(otlp.spans_from_lines(lines, chains, parsed.problems))
     return parsed
 
 
@@ -456,7 +614,12 @@ def _documents_frame(value, label, chains, report) -> pl.DataFrame:
         report.bad_line(label, 1, str(exc))
         return empty_spans()
     lines = pl.Series("line", [json.dumps(d, ensure_ascii=False) for d in docs], dtype=pl.String)
-    return otlp.spans_from_lines(lines, chains) if len(lines) else empty_spans()
+    if not len(lines):
+        return empty_spans()
+    problems: Counter = Counter()
+    spans = otlp.spans_from_lines(lines, chains, problems)
+    report.add_problems(label, problems)
+    return spans
 
 
 def _reason(exc: ValueError, line: str) -> str:

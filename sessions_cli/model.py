@@ -29,6 +29,9 @@ TRACE_FIELDS = [
 ORPHAN_FIELDS = [*TRACE_FIELDS[:2], "user_id", *TRACE_FIELDS[2:]]
 
 _USAGE = ("input_tokens", "output_tokens", "total_tokens", "cost_usd")
+# Money is summed as an exact decimal (to 1e-18 USD), so that totals do not depend on the order
+# spans arrive in; floats are only for output. Nothing is rounded at any useful precision.
+EXACT = pl.Decimal(38, 18)
 _TOKENS = ("input_tokens", "output_tokens", "total_tokens")
 
 
@@ -158,7 +161,7 @@ def trace_table(spans: pl.DataFrame) -> pl.DataFrame:
         text("name").get(pl.col("start_time_unix_nano").arg_min()).alias("first_name"),
         llm.sum().alias("llm_call_count"),
         *(pl.col(c).filter(counted).sum().alias(c) for c in _TOKENS),
-        pl.col("call_cost_usd").filter(llm).sum().alias("cost_usd"),
+        pl.col("call_cost_usd").filter(llm).cast(EXACT).sum().alias("cost_exact"),
         (pl.col("call_cost_source") == "attribute").sum().alias("attribute_priced"),
         (pl.col("call_cost_source") == "price_table").sum().alias("table_priced"),
         (llm & pl.col("call_cost_usd").is_null() & pl.col("total_tokens").is_not_null())
@@ -191,6 +194,7 @@ def trace_table(spans: pl.DataFrame) -> pl.DataFrame:
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
         _duration_ms().alias("duration_ms"),
+        pl.col("cost_exact").cast(pl.Float64).alias("cost_usd"),
         pl.when(failed).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
     ).sort("start_ns", "trace_id", nulls_last=True)
 
@@ -205,7 +209,7 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
         pl.col("end_ns").max(),
         pl.len().alias("trace_count"),
         *(pl.col(c).sum() for c in (
-            "span_count", "llm_call_count", *_TOKENS, "cost_usd", "attribute_priced",
+            "span_count", "llm_call_count", *_TOKENS, "cost_exact", "attribute_priced",
             "table_priced", "unpriced_call_count", "error_count",
         )),
         (pl.col("status") == "error").sum().alias("failed_trace_count"),
@@ -217,6 +221,7 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
         _duration_ms().alias("duration_ms"),
+        pl.col("cost_exact").cast(pl.Float64).alias("cost_usd"),
         pl.when(attribute & table)
         .then(pl.lit("mixed"))
         .when(attribute)

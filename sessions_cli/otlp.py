@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from typing import Any
 
 import polars as pl
@@ -71,11 +72,16 @@ class Malformed(ValueError):
 # Fast path
 
 
-def spans_from_lines(lines: pl.Series, chains: dict[str, tuple[str, ...]]) -> pl.DataFrame:
+def spans_from_lines(
+    lines: pl.Series, chains: dict[str, tuple[str, ...]], problems: Counter | None = None
+) -> pl.DataFrame:
     """Decode OTLP JSON lines (one document each) into normalised spans.
 
+    Values that cannot be used (a negative token count, a timestamp of 0, an array where text
+    was expected, ...) become null, and are counted in `problems` by kind (see PROBLEMS).
     Raises `polars.exceptions.PolarsError` when any line does not fit the OTLP shape.
     """
+    problems = Counter() if problems is None else problems
     docs = lines.str.json_decode(DOCUMENT)
     resources = (
         pl.DataFrame({"doc": docs})
@@ -120,6 +126,10 @@ def spans_from_lines(lines: pl.Series, chains: dict[str, tuple[str, ...]]) -> pl
         .sort("prio", maintain_order=True)
         .unique(["row", "key"], keep="first", maintain_order=True)
     )
+    # Text fields take scalars only: an array or a key-value list there is not a session id.
+    nested_text = pl.col("nested") & pl.col("key").is_in(sorted(set(keys) - {TAGS}))
+    problems["nested_text"] += attrs.select(nested_text.sum()).item()
+    attrs = attrs.with_columns(pl.when(~nested_text).then("text").alias("text"))
     wide = attrs.filter(pl.col("key").is_in(keys)).pivot(
         on="key", on_columns=keys, index="row", values="text"
     )
@@ -129,7 +139,55 @@ def spans_from_lines(lines: pl.Series, chains: dict[str, tuple[str, ...]]) -> pl
     *stages, last = _fields(chains, _ids_are_hex(raw))
     for stage in stages:
         spans = spans.with_columns(stage)
+    _count_problems(spans, problems)
     return conform(spans.select(last))
+
+
+# What `spans_from_lines` counts, and how a warning names it: (one, many).
+PROBLEMS = {
+    "nested_text": (
+        "attribute value that is an array or key-value list where text was expected was ignored",
+        "attribute values that are arrays or key-value lists where text was expected were "
+        "ignored",
+    ),
+    "bad_usage": (
+        "token count or cost that is not a non-negative number (tokens whole) was ignored",
+        "token counts or costs that are not non-negative numbers (tokens whole) were ignored",
+    ),
+    "bad_time": (
+        "span without valid start and end times (missing, 0, negative or past year 9999) has "
+        "no times",
+        "spans without valid start and end times (missing, 0, negative or past year 9999) have "
+        "no times",
+    ),
+    "end_before_start": (
+        "span ends before it starts: its end is taken as its start",
+        "spans end before they start: their end is taken as their start",
+    ),
+}
+
+
+def describe(kind: str, n: int) -> str:
+    one, many = PROBLEMS[kind]
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _count_problems(spans: pl.DataFrame, problems: Counter) -> None:
+    def unusable(text: str, value: str) -> pl.Expr:
+        return (pl.col(text).is_not_null() & pl.col(value).is_null()).sum()
+
+    bad_usage = (
+        unusable("_input_tokens", "_in")
+        + unusable("_output_tokens", "_out")
+        + unusable("_total_tokens", "_total")
+        + unusable("_cost_usd", "_cost")
+    )
+    found = spans.select(
+        bad_usage.alias("bad_usage"),
+        (pl.col("_start").is_null() | pl.col("_end").is_null()).sum().alias("bad_time"),
+        pl.col("_end_before_start").sum().alias("end_before_start"),
+    ).row(0, named=True)
+    problems.update({k: v for k, v in found.items() if v})
 
 
 def _ids_are_hex(raw: pl.DataFrame) -> bool:
@@ -165,8 +223,10 @@ def _attribute_rows(frame: pl.DataFrame, index: str, keys: list[str]) -> pl.Data
     kvlist = value.struct.field("kvlistValue").struct.field("values")
     text = _scalar_text(value)
     items = pl.lit(None, pl.List(pl.String))
+    is_nested = pl.lit(False)
     nested = exploded.select(array.is_not_null().any() | kvlist.is_not_null().any()).item()
     if nested:  # rare: skip the list evaluations when no value is an array or a kvlist
+        is_nested = text.is_null() & (array.is_not_null() | kvlist.is_not_null())
         pairs = pl.struct(
             key=pl.element().struct.field("key"),
             value=_scalar_text(pl.element().struct.field("value")),
@@ -179,7 +239,11 @@ def _attribute_rows(frame: pl.DataFrame, index: str, keys: list[str]) -> pl.Data
         items = array.list.eval(_scalar_text(pl.element()))
     text = text.str.strip_chars()
     return exploded.select(
-        index, "key", pl.when(text != "").then(text).alias("text"), items.alias("items")
+        index,
+        "key",
+        pl.when(text != "").then(text).alias("text"),
+        items.alias("items"),
+        is_nested.alias("nested"),
     )
 
 
@@ -237,23 +301,25 @@ def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[
     texts = [first(f).alias(f"_{f}") for f in chains]
     status = pl.col("status").struct.field("code").str.strip_chars()
     session, tokens_in, tokens_out = pl.col("_session_id"), pl.col("_in"), pl.col("_out")
+    start, end = _instant_ns("startTimeUnixNano"), _instant_ns("endTimeUnixNano")
     counts = [
         _count(pl.col("_input_tokens")).alias("_in"),
         _count(pl.col("_output_tokens")).alias("_out"),
         _count(pl.col("_total_tokens")).alias("_total"),
+        _money(pl.col("_cost_usd")).alias("_cost"),
+        start.alias("_start"),
+        end.alias("_end"),
+        (end < start).fill_null(False).alias("_end_before_start"),
     ]
     normalised = [
         normalise_id(pl.col("traceId"), 32, ids_are_hex).alias("trace_id"),
         normalise_id(pl.col("spanId"), 16, ids_are_hex).alias("span_id"),
         normalise_id(pl.col("parentSpanId"), 16, ids_are_hex).alias("parent_span_id"),
         pl.col("name"),
-        pl.col("startTimeUnixNano")
-        .str.strip_chars()
-        .cast(pl.Int64, strict=False)
-        .alias("start_time_unix_nano"),
-        pl.col("endTimeUnixNano")
-        .str.strip_chars()
-        .cast(pl.Int64, strict=False)
+        pl.col("_start").alias("start_time_unix_nano"),
+        pl.when(pl.col("_end_before_start"))
+        .then(pl.col("_start"))
+        .otherwise(pl.col("_end"))
         .alias("end_time_unix_nano"),
         pl.when(status.is_in(_ERROR_CODES))
         .then(pl.lit("error"))
@@ -277,11 +343,18 @@ def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[
                 tokens_in.fill_null(0) + tokens_out.fill_null(0)
             ),
         ).alias("total_tokens"),
-        _money(pl.col("_cost_usd")).alias("cost_usd"),
+        pl.col("_cost").alias("cost_usd"),
         pl.col("tags"),
         pl.col("metadata"),
     ]
     return [texts, counts, normalised]
+
+
+def _instant_ns(column: str) -> pl.Expr:
+    """Nanoseconds since the epoch; 0, negative, or beyond 64 bits (past year 2262, so also
+    past 9999) is not a time."""
+    ns = pl.col(column).str.strip_chars().cast(pl.Int64, strict=False)
+    return pl.when(ns > 0).then(ns)
 
 
 def _clean_text(expr: pl.Expr) -> pl.Expr:

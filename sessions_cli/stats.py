@@ -36,7 +36,7 @@ def totals(sessions: pl.DataFrame, orphans: pl.DataFrame) -> dict:
         pl.col("input_tokens").sum(),
         pl.col("output_tokens").sum(),
         pl.col("total_tokens").sum(),
-        pl.col("cost_usd").sum(),
+        _exact_sum("cost_usd"),
         (pl.col("error_count") > 0).sum().alias("sessions_with_errors"),
     ).row(0, named=True)
     return {**sums, "traces_without_session": orphans.height}
@@ -71,13 +71,20 @@ def groups(sessions: pl.DataFrame, by: str, *, zone: tzinfo | None = None) -> pl
             pl.len().alias("sessions"),
             pl.col("trace_count").sum().alias("traces"),
             pl.col("total_tokens").sum(),
-            cost.sum(),
+            _exact_sum("cost_usd"),
             cost.quantile(0.5, "linear").alias("p50_session_cost"),
             cost.quantile(0.95, "linear").alias("p95_session_cost"),
         )
         .sort(["cost_usd", "group"], descending=[True, False], nulls_last=True)
         .select(GROUP_FIELDS)
     )
+
+
+def _exact_sum(column: str) -> pl.Expr:
+    """Money summed as an exact decimal, whatever the order of the rows (see model.EXACT)."""
+    from sessions_cli.model import EXACT
+
+    return pl.col(column).cast(EXACT).sum().cast(pl.Float64).alias(column)
 
 
 def check_grouping(by: str) -> str:
@@ -175,7 +182,7 @@ def check_budgets(sessions: pl.DataFrame, limits: dict[str, float]) -> list[Budg
                 Budget(name, limit, top[1], over.is_empty(), top[0], tuple(over.iter_rows()))
             )
         elif name == "max_total_cost":
-            total = round(float(sessions.get_column("cost_usd").sum()), _MONEY_DECIMALS)
+            total = round(sessions.select(_exact_sum("cost_usd")).item() or 0.0, _MONEY_DECIMALS)
             out.append(Budget(name, limit, total, total <= limit))
         elif name == "max_total_tokens":
             total = int(sessions.get_column("total_tokens").sum())

@@ -55,7 +55,7 @@ def test_strict_turns_malformed_lines_into_an_error():
     result = run("list", str(EDGE / "malformed_lines.otlp.jsonl"), "--strict", "--json")
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert "sessions: error: malformed input (--strict)" in result.stderr
+    assert "sessions: error: input not read in full (--strict)" in result.stderr
     assert "line 2, 3, 4" in result.stderr
 
 
