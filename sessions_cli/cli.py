@@ -576,7 +576,10 @@ def _load(paths, *, strict, session_keys, price_file, cost_mode):
     prices = pricing.load_price_file(price_file)
     spans = _read(paths, strict=strict, session_keys=session_keys)
     with _timed("model"):
-        return model.build(spans, cost_mode=cost_mode, prices=prices)
+        built = model.build(spans, cost_mode=cost_mode, prices=prices)
+    for notice in built.notices:
+        click.echo(f"sessions: warning: {notice}", err=True)
+    return built
 
 
 # Seconds per phase, printed on stderr at exit when $SESSIONS_TIMING is set (benchmarks/).
@@ -608,8 +611,10 @@ def _read(paths, *, strict, session_keys):
     finally:
         if progress is not None:
             progress.done()
-    for warning in report.warnings():
-        click.echo(f"sessions: warning: {warning}", err=True)
+    from sessions_cli.render import plain
+
+    for warning in report.warnings():  # file names and reasons can hold control characters
+        click.echo(f"sessions: warning: {plain(warning)}", err=True)
     if spans.is_empty():
         click.echo("sessions: no spans found in the input", err=True)
     return spans

@@ -40,6 +40,7 @@ class Model:
     spans: pl.DataFrame  # normalised spans + is_root, counted, is_llm_call, call_cost_usd, ...
     traces: pl.DataFrame  # one row per trace, with its session_id (null: no session)
     sessions: pl.DataFrame  # one row per session, SESSION_FIELDS
+    notices: tuple[str, ...] = ()  # conflicts in the data, and how the contract resolved them
 
     @property
     def orphans(self) -> pl.DataFrame:
@@ -52,14 +53,22 @@ def build(
     cost_mode: str = "auto",
     prices: dict[str, tuple[float, float]] | None = None,
 ) -> Model:
-    annotated = annotate(spans, cost_mode=cost_mode, prices=prices or {})
-    traces = trace_table(annotated)
-    return Model(annotated, traces, session_table(annotated, traces))
+    notices: list[str] = []
+    annotated = annotate(spans, cost_mode=cost_mode, prices=prices or {}, notices=notices)
+    traces = trace_table(annotated, notices)
+    return Model(annotated, traces, session_table(annotated, traces), tuple(notices))
 
 
-def annotate(spans: pl.DataFrame, *, cost_mode: str, prices: dict) -> pl.DataFrame:
+def annotate(
+    spans: pl.DataFrame, *, cost_mode: str, prices: dict, notices: list[str] | None = None
+) -> pl.DataFrame:
     """Mark roots, the spans whose usage counts, LLM calls, and each call's cost."""
+    notices = [] if notices is None else notices
     # A span that names itself as parent has no parent: it is a root.
+    own_parent = spans.select((pl.col("parent_span_id") == pl.col("span_id")).sum()).item()
+    if own_parent:
+        notices.append(_plural(own_parent, "span names itself", "spans name themselves")
+                       + " as parent: taken as a root")  # fmt: skip
     spans = spans.with_columns(
         pl.when(pl.col("parent_span_id") != pl.col("span_id"))
         .then("parent_span_id")
@@ -70,6 +79,12 @@ def annotate(spans: pl.DataFrame, *, cost_mode: str, prices: dict) -> pl.DataFra
     rows = keys.select("trace_id", pl.col("span_id").alias("parent_span_id")).with_row_index("p")
     parent = keys.join(rows, on=["trace_id", "parent_span_id"], how="left", maintain_order="left")
     parent_row = parent.get_column("p")
+    parent_row, cycles = _break_cycles(spans, parent_row)
+    if cycles:
+        notices.append(
+            _plural(cycles, "parent cycle", "parent cycles")
+            + " (a -> b -> a): the earliest span of each is taken as a root"
+        )
 
     has_usage = pl.any_horizontal(pl.col(c).is_not_null() for c in _USAGE)
     usage_rows = spans.select(pl.arg_where(has_usage)).to_series()
@@ -105,6 +120,49 @@ def annotate(spans: pl.DataFrame, *, cost_mode: str, prices: dict) -> pl.DataFra
         cost.scatter(call_rows, calls.get_column("call_cost_usd")),
         source.scatter(call_rows, calls.get_column("call_cost_source")),
     )
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _break_cycles(spans: pl.DataFrame, parent_row: pl.Series) -> tuple[pl.Series, int]:
+    """Parents with every cycle cut at its earliest span (then by span id), and how many.
+
+    Pointer doubling finds the rows whose ancestry never reaches a root (on or under a cycle)
+    in log2(depth) gathers; only those rows, normally none, are walked in Python.
+    """
+    jump = parent_row
+    for _ in range(64):
+        if jump.null_count() == len(jump):
+            return parent_row, 0
+        further = jump.gather(jump)
+        if further.null_count() == jump.null_count() and (further == jump).fill_null(True).all():
+            break
+        jump = further
+    stuck = jump.is_not_null()
+    if not stuck.any():
+        return parent_row, 0
+    rows = stuck.arg_true().to_list()
+    parents = dict(zip(rows, parent_row.gather(rows).to_list(), strict=True))
+    order = spans.select("start_time_unix_nano", "span_id")
+    key = {r: order.row(r) for r in rows}
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    leaders = []
+    for row in rows:
+        path = []
+        while row is not None and row in parents and row not in state:
+            state[row] = 1
+            path.append(row)
+            row = parents[row]
+        if row is not None and state.get(row) == 1:  # closed a new cycle at `row`
+            cycle = path[path.index(row) :]
+            leaders.append(min(cycle, key=lambda r: (key[r][0] is None, key[r])))
+        for r in path:
+            state[r] = 2
+    cut = parent_row.clone()
+    cut.scatter(leaders, None)
+    return cut, len(leaders)
 
 
 def _ancestors(parent_row: pl.Series, start: pl.Series) -> pl.Series:
@@ -146,8 +204,21 @@ def _distinct(spans: pl.DataFrame, column: str, where: pl.Expr, alias: str) -> p
     )
 
 
-def trace_table(spans: pl.DataFrame) -> pl.DataFrame:
+def trace_table(spans: pl.DataFrame, notices: list[str] | None = None) -> pl.DataFrame:
     """One row per trace. Text comes out as String, whatever the span columns' types."""
+    conflicts = (
+        spans.select("trace_id", "session_id")
+        .drop_nulls()
+        .group_by("trace_id")
+        .agg(pl.col("session_id").n_unique())
+        .filter(pl.col("session_id") > 1)
+        .height
+    )
+    if conflicts and notices is not None:
+        notices.append(
+            _plural(conflicts, "trace carries", "traces carry")
+            + " more than one session id: each belongs to its root's session"
+        )
     counted, llm = pl.col("counted"), pl.col("is_llm_call")
 
     def text(column: str) -> pl.Expr:

@@ -147,8 +147,7 @@ def spans_from_lines(
 PROBLEMS = {
     "nested_text": (
         "attribute value that is an array or key-value list where text was expected was ignored",
-        "attribute values that are arrays or key-value lists where text was expected were "
-        "ignored",
+        "attribute values that are arrays or key-value lists where text was expected were ignored",
     ),
     "bad_usage": (
         "token count or cost that is not a non-negative number (tokens whole) was ignored",

@@ -25,7 +25,7 @@ def tree(tmp_path):
 
     Trace A (0-1000 ms): root a; children b (100-400) and c (500-900), c's child d (600-700);
     e (50-60) names a parent that is not in the data, so it is a root too.
-    Trace B (5000-5500 ms): x and y name each other (a cycle), z names itself.
+    Trace B (5000-5500 ms): x and y name each other (a cycle, cut at x), z names itself.
     """
     path = tmp_path / "tree.jsonl"
     path.write_text(
@@ -204,7 +204,7 @@ def test_trace_events_in_start_order_with_offsets_from_the_session_start(tree):
     rows = events(SESSION, str(tree))
     assert [(r["kind"], r["name"], r["offset_ms"], r["duration_ms"]) for r in rows] == [
         ("trace", "a", 0.0, 1000.0),
-        ("trace", "z", 5000.0, 500.0),  # z is B's only root: it names the trace
+        ("trace", "x", 5000.0, 500.0),  # x: the cycle's earliest span, B's first root
     ]
     first = rows[0]
     assert (first["input_tokens"], first["output_tokens"]) == (40, 4)
@@ -222,10 +222,10 @@ def test_span_tree_depth_first_children_in_start_order(tree):
         ("span", "c", 1),
         ("span", "d", 2),
         ("span", "e", 0),  # its parent is missing: a root, after a (which started earlier)
-        ("trace", "z", None),
-        ("span", "x", 0),  # the cycle x <-> y: the earliest is walked as a root
+        ("trace", "x", None),
+        ("span", "x", 0),  # the cycle x <-> y is cut at its earliest span, a root
         ("span", "y", 1),
-        ("span", "z", 0),  # its own parent: a root (and so B's name)
+        ("span", "z", 0),  # its own parent: a root
     ]
     by_name = {(r["kind"], r["name"]): r for r in rows}
     d = by_name[("span", "d")]
@@ -243,14 +243,19 @@ def test_depth_cuts_the_tree_and_implies_spans(tree):
     rows = events(SESSION, str(tree), "--depth", "1")
     assert [r["name"] for r in rows if r["kind"] == "span"] == ["a", "b", "c", "e", "x", "y", "z"]
     assert [r["name"] for r in events(SESSION, str(tree), "--depth", "0")] == [
-        "a", "a", "e", "z", "x", "z",
+        "a", "a", "e", "x", "x", "z",
     ]  # fmt: skip
 
 
 def test_limit_keeps_the_first_rows_and_says_so(tree):
     result = run("timeline", SESSION, str(tree), "--spans", "--limit", "3", "--json")
     assert [r["name"] for r in json.loads(result.stdout)] == ["a", "a", "b"]
-    assert result.stderr == "sessions: showing the first 3 of 10 rows\n"
+    assert result.stderr.splitlines() == [
+        "sessions: warning: 1 span names itself as parent: taken as a root",
+        "sessions: warning: 1 parent cycle (a -> b -> a): the earliest span of each is taken as "
+        "a root",
+        "sessions: showing the first 3 of 10 rows",
+    ]
 
 
 def test_timeline_event_fields_and_formats(tree):
