@@ -197,6 +197,14 @@ def output_options(command):
             help="Fields to show, in this order (see the README for the field list).",
         ),
         click.option(
+            "--raw-csv",
+            is_flag=True,
+            expose_value=False,  # read where CSV is written: _raw_csv()
+            callback=lambda ctx, _param, value: ctx.meta.__setitem__("raw_csv", value),
+            help="Write CSV/TSV text exactly as it came. By default a cell starting with = + - @ "
+            "tab or CR gets a leading ' so that spreadsheets do not run it as a formula.",
+        ),
+        click.option(
             "--tz",
             metavar="ZONE",
             help="Time zone for table times: an IANA name or 'local' (default UTC). "
@@ -319,10 +327,10 @@ def show_command(session_id, paths, strict, session_keys, price_file, cost_mode,
         fields = _columns(columns, TRACE_FIELDS) or TRACE_FIELDS
         document = {"session": render.to_records(session.select(SESSION_FIELDS))[0],
                     "traces": traces.select(fields)}  # fmt: skip
-        click.echo(render.to_json(document), nl=False)
+        _out(render.to_json(document))
         return
     if fmt == "table":
-        click.echo(render.summary(session.row(0, named=True), tz=zone))
+        _out(render.summary(session.row(0, named=True), tz=zone) + "\n")
     _emit(traces, TRACE_FIELDS, kind="session_traces", fmt=fmt, columns=columns, zone=zone,
           empty_note="the session has no traces", seconds=True)  # fmt: skip
 
@@ -412,7 +420,7 @@ def timeline_command(
         ascii=ascii_only,
         colour=_colour_wanted(),
     )
-    click.echo(title + "\n\n" + text, nl=False)
+    _out(title + "\n\n" + text)
 
 
 @cli.command("convert")
@@ -557,8 +565,8 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
     else:
         rows = groups if groups is not None else dist
         wanted = _columns(columns, rows.columns) or rows.columns
-        text = render.render(rows.select(wanted), fmt)
-    click.echo(text, nl=False)
+        text = render.render(rows.select(wanted), fmt, raw_csv=_raw_csv())
+    _out(text)
     breaches = render_stats.breach_lines(budgets)
     for line in breaches:
         click.echo(line, err=True)
@@ -747,8 +755,20 @@ def _emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) 
     if rows.is_empty():
         click.echo(f"sessions: {empty_note}", err=True)
     width = _table_width() if fmt == "table" else None
-    text = render.render(rows.select(wanted), fmt, tz=zone, width=width, seconds=seconds)
-    click.echo(text, nl=False)
+    text = render.render(
+        rows.select(wanted), fmt, tz=zone, width=width, seconds=seconds, raw_csv=_raw_csv()
+    )
+    _out(text)
+
+
+def _out(text: str) -> None:
+    """Data to stdout exactly as rendered. (click.echo would strip escape sequences when not on
+    a terminal: data must not change with where it goes; tables are made safe when rendered.)"""
+    click.echo(text, nl=False, color=True)
+
+
+def _raw_csv() -> bool:
+    return bool(click.get_current_context().meta.get("raw_csv"))
 
 
 def _colour_wanted() -> bool:
@@ -765,6 +785,10 @@ def _table_width() -> int | None:
 
 def main() -> None:
     """Console entry point: exit codes, quiet pipes and Ctrl-C, and never a traceback."""
+    # Whatever text came in, what goes out must encode: never fail on a stray character.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     try:
         code = cli.main(prog_name="sessions", standalone_mode=False)
     except click.ClickException as exc:

@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,6 +53,7 @@ class Report:
     malformed: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     skipped_files: list[str] = field(default_factory=list)
     invalid_utf8: list[str] = field(default_factory=list)
+    surrogates: list[str] = field(default_factory=list)
     truncated: dict[str, str] = field(default_factory=dict)  # label -> what happened
     problems: dict[str, Counter] = field(default_factory=dict)  # label -> otlp.PROBLEMS kinds
     spans_without_ids: int = 0
@@ -85,6 +87,10 @@ class Report:
             for label in self.skipped_files
         ]
         out += [f"{label}: invalid UTF-8 replaced with U+FFFD" for label in self.invalid_utf8]
+        out += [
+            f"{label}: lone UTF-16 surrogate escapes replaced with U+FFFD"
+            for label in self.surrogates
+        ]
         for label, found in self.problems.items():
             out += [
                 f"{label}: {otlp.describe(kind, n)}"
@@ -311,6 +317,8 @@ class _Reader:
             self.report.bad_line(parsed.label, line_no, reason)
         if parsed.invalid_utf8 and parsed.label not in self.report.invalid_utf8:
             self.report.invalid_utf8.append(parsed.label)
+        if parsed.surrogates and parsed.label not in self.report.surrogates:
+            self.report.surrogates.append(parsed.label)
         self.report.add_problems(parsed.label, parsed.problems)
         self.bytes_read += size
         if self.progress is not None:
@@ -567,6 +575,7 @@ class _Parsed:
     spans: pl.DataFrame
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     invalid_utf8: bool = False
+    surrogates: bool = False
     problems: Counter = field(default_factory=Counter)
 
 
@@ -599,12 +608,25 @@ def _parse_chunk(chunk: bytes, first_line_no: int, label: str, chains) -> _Parse
         except ValueError as exc:
             parsed.bad_lines.append((first_line_no + offset, _reason(exc, line)))
             continue
-        good += [json.dumps(doc, ensure_ascii=False) for doc in docs]
+        good += [_dumps(doc, parsed) for doc in docs]
     if good:
         lines = pl.Series("line", good, dtype=pl.String)
         parsed.problems.clear()  # the fast path may have counted before it failed
         parsed.spans = compact(otlp.spans_from_lines(lines, chains, parsed.problems))
     return parsed
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _dumps(doc, parsed: _Parsed) -> str:
+    """A document as JSON text for the fast path. JSON may escape lone UTF-16 surrogates
+    (`"\\ud800"`), which no UTF-8 output can carry: they become U+FFFD, and are reported."""
+    text = json.dumps(doc, ensure_ascii=False)
+    if _SURROGATE.search(text):
+        parsed.surrogates = True
+        text = _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def _documents_frame(value, label, chains, report) -> pl.DataFrame:
@@ -613,7 +635,10 @@ def _documents_frame(value, label, chains, report) -> pl.DataFrame:
     except otlp.Malformed as exc:
         report.bad_line(label, 1, str(exc))
         return empty_spans()
-    lines = pl.Series("line", [json.dumps(d, ensure_ascii=False) for d in docs], dtype=pl.String)
+    parsed = _Parsed(label, empty_spans())
+    lines = pl.Series("line", [_dumps(d, parsed) for d in docs], dtype=pl.String)
+    if parsed.surrogates and label not in report.surrogates:
+        report.surrogates.append(label)
     if not len(lines):
         return empty_spans()
     problems: Counter = Counter()

@@ -52,15 +52,17 @@ def render(
     tz: tzinfo | None = None,
     width: int | None = None,
     seconds: bool = False,
+    raw_csv: bool = False,
 ) -> str:
     """The text to print for `rows` (already restricted to the columns to show).
 
     Table times show minutes, or seconds with `seconds` (rows minutes apart, such as one
-    session's traces)."""
+    session's traces). CSV/TSV text cells that a spreadsheet would run as a formula are
+    defused with a leading `'`, unless `raw_csv`."""
     if fmt == "table":
         return _table(rows, tz=tz, width=width, seconds=seconds)
     if fmt in ("csv", "tsv"):
-        return _delimited(rows, "," if fmt == "csv" else "\t")
+        return _delimited(rows, "," if fmt == "csv" else "\t", defuse=not raw_csv)
     records = to_records(rows)
     if fmt == "json":
         return json.dumps(records, ensure_ascii=False, indent=2) + "\n"
@@ -124,16 +126,37 @@ def _json_column(rows: pl.DataFrame, column: str) -> pl.Series:
     return pl.Series(column, values, dtype=pl.String)
 
 
-def _delimited(rows: pl.DataFrame, separator: str) -> str:
-    return _flat_frame(rows).write_csv(separator=separator, float_precision=None)
+def _delimited(rows: pl.DataFrame, separator: str, *, defuse: bool = True) -> str:
+    flat = _flat_frame(rows)
+    if defuse:
+        flat = flat.with_columns(
+            pl.when(pl.col(c).str.contains(_FORMULA))
+            .then("'" + pl.col(c))
+            .otherwise(pl.col(c))
+            .alias(c)
+            for c, dtype in flat.schema.items()
+            if dtype == pl.String
+        )
+    return flat.write_csv(separator=separator, float_precision=None)
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+# Only text cells are touched: numbers stay numbers, so -1.5 is still a number.
+_FORMULA = r"^[=+\-@\t\r]"
 
 
 def _markdown(rows: pl.DataFrame) -> str:
     from tabulate import tabulate
 
     flat = _flat_frame(rows)
+    # Cells are made plain (no control characters, one line) and a | is escaped, since it
+    # would end the cell.
+    cells = [
+        [plain(v).replace("|", "\\|") if isinstance(v, str) else v for v in row]
+        for row in flat.rows()
+    ]
     text = tabulate(
-        flat.rows(), headers=flat.columns, tablefmt="github", disable_numparse=True, missingval=""
+        cells, headers=flat.columns, tablefmt="github", disable_numparse=True, missingval=""
     )
     return text + "\n" if flat.columns else ""
 
