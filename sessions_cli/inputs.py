@@ -596,7 +596,7 @@ def _parse_chunk(chunk: bytes, first_line_no: int, label: str, chains) -> _Parse
     try:
         parsed.spans = compact(otlp.spans_from_lines(lines, chains, parsed.problems))
         return parsed
-    except pl.exceptions.PolarsError:
+    except (pl.exceptions.PolarsError, otlp.SuspectText):
         pass
     # Slow path: find the bad lines, reshape the good ones (see otlp.py).
     good: list[str] = []
@@ -612,7 +612,8 @@ def _parse_chunk(chunk: bytes, first_line_no: int, label: str, chains) -> _Parse
     if good:
         lines = pl.Series("line", good, dtype=pl.String)
         parsed.problems.clear()  # the fast path may have counted before it failed
-        parsed.spans = compact(otlp.spans_from_lines(lines, chains, parsed.problems))
+        spans = otlp.spans_from_lines(lines, chains, parsed.problems, trust_nul=True)
+        parsed.spans = compact(spans)
     return parsed
 
 
@@ -642,7 +643,7 @@ def _documents_frame(value, label, chains, report) -> pl.DataFrame:
     if not len(lines):
         return empty_spans()
     problems: Counter = Counter()
-    spans = otlp.spans_from_lines(lines, chains, problems)
+    spans = otlp.spans_from_lines(lines, chains, problems, trust_nul=True)
     report.add_problems(label, problems)
     return spans
 

@@ -68,12 +68,21 @@ class Malformed(ValueError):
     """A JSON value that is not an OTLP traces document."""
 
 
+class SuspectText(ValueError):
+    """Decoded text holds NUL: polars decodes a lone UTF-16 surrogate escape ("\\ud800") to
+    NUL, silently. The caller decodes such a chunk again in Python, which keeps the difference."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Fast path
 
 
 def spans_from_lines(
-    lines: pl.Series, chains: dict[str, tuple[str, ...]], problems: Counter | None = None
+    lines: pl.Series,
+    chains: dict[str, tuple[str, ...]],
+    problems: Counter | None = None,
+    *,
+    trust_nul: bool = False,
 ) -> pl.DataFrame:
     """Decode OTLP JSON lines (one document each) into normalised spans.
 
@@ -126,6 +135,11 @@ def spans_from_lines(
         .sort("prio", maintain_order=True)
         .unique(["row", "key"], keep="first", maintain_order=True)
     )
+    if not trust_nul and (
+        attrs.get_column("text").str.contains("\x00", literal=True).any()
+        or raw.get_column("name").str.contains("\x00", literal=True).any()
+    ):
+        raise SuspectText
     # Text fields take scalars only: an array or a key-value list there is not a session id.
     nested_text = pl.col("nested") & pl.col("key").is_in(sorted(set(keys) - {TAGS}))
     problems["nested_text"] += attrs.select(nested_text.sum()).item()

@@ -1,0 +1,238 @@
+"""Every file in fixtures/bad/ (scripts/make_bad_fixtures.py): what is reported on stderr, what
+is still counted, and the exit code, with and without --strict. Then output safety."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from sessions_cli import inputs
+from tests.conftest import FIXTURES, run
+from tests.otlp_builder import document, lines, span
+
+BAD = FIXTURES / "bad"
+W = "sessions: warning: "
+# The two good one-span sessions most files keep around their flaw: sess-ok, 2 spans, 200 in.
+OK = {"sess-ok": (2, 200)}
+
+
+def listed(path, *args):
+    """(exit code, {session: (spans, input tokens)}, stderr lines) of `list --json`."""
+    result = run("list", str(path), "--json", *args)
+    rows = json.loads(result.stdout) if result.stdout else []
+    found = {r["session_id"]: (r["span_count"], r["input_tokens"]) for r in rows}
+    return result.exit_code, found, result.stderr.splitlines()
+
+
+def strict(path):
+    result = run("list", str(path), "--json", "--strict")
+    return result.exit_code, result.stdout, result.stderr
+
+
+# (file, sessions still counted, warnings, fails under --strict)
+CASES = [
+    ("truncated_last_line.otlp.jsonl", OK,
+     [f"{W}{BAD}/truncated_last_line.otlp.jsonl: skipped 1 malformed line (line 3; first: "
+      "invalid JSON: the line ends early (truncated?))"], True),
+    ("cut_multibyte_character.otlp.jsonl", OK,
+     [f"{W}{BAD}/cut_multibyte_character.otlp.jsonl: skipped 1 malformed line (line 3; first: "
+      "invalid JSON: the line ends early (truncated?))",
+      f"{W}{BAD}/cut_multibyte_character.otlp.jsonl: invalid UTF-8 replaced with U+FFFD"], True),
+    ("invalid_utf8.otlp.jsonl", {**OK, "sess-\ufffd\ufffdok": (1, 100)},
+     [f"{W}{BAD}/invalid_utf8.otlp.jsonl: invalid UTF-8 replaced with U+FFFD"], True),
+    ("utf8_bom.otlp.jsonl", OK, [], False),
+    ("crlf_line_endings.otlp.jsonl", OK, [], False),
+    ("empty_gzip.otlp.jsonl.gz", {},
+     ["sessions: no spans found in the input", "sessions: no sessions match"], False),
+    ("not_an_object.otlp.jsonl", OK,
+     [f"{W}{BAD}/not_an_object.otlp.jsonl: skipped 4 malformed lines (line 3, 4, 5, 6; first: "
+      "expected an OTLP object, found a number)"], True),
+    ("resource_spans_wrong_type.otlp.jsonl", OK,
+     [f"{W}{BAD}/resource_spans_wrong_type.otlp.jsonl: skipped 2 malformed lines (line 3, 4; "
+      "first: resourceSpans is an object, not an array)"], True),
+    ("span_missing_ids_or_times.otlp.jsonl", {**OK, "sess-raw": (1, 7)},
+     [f"{W}{BAD}/span_missing_ids_or_times.otlp.jsonl: 1 span without valid start and end times "
+      "(missing, 0, negative or past year 9999) has no times",
+      f"{W}skipped 2 spans without a valid traceId/spanId"], True),
+    ("invalid_ids.otlp.jsonl", OK,
+     [f"{W}skipped 4 spans without a valid traceId/spanId"], True),
+    ("end_before_start.otlp.jsonl", {**OK, "sess-raw": (1, 7)},
+     [f"{W}{BAD}/end_before_start.otlp.jsonl: 1 span ends before it starts: its end is taken as "
+      "its start"], False),
+    ("bad_timestamps.otlp.jsonl", {**OK, "sess-raw": (3, 21)},
+     [f"{W}{BAD}/bad_timestamps.otlp.jsonl: 3 spans without valid start and end times (missing, "
+      "0, negative or past year 9999) have no times"], True),
+    # "12" and "12.0" count; NaN, Infinity, beyond 64 bits and 12.5 do not.
+    ("odd_numbers.otlp.jsonl", {**OK, "sess-numbers": (6, 24)},
+     [f"{W}{BAD}/odd_numbers.otlp.jsonl: 4 token counts or costs that are not non-negative "
+      "numbers (tokens whole) were ignored"], True),
+    ("negative_usage.otlp.jsonl", {**OK, "sess-negative": (1, 0)},
+     [f"{W}{BAD}/negative_usage.otlp.jsonl: 2 token counts or costs that are not non-negative "
+      "numbers (tokens whole) were ignored"], True),
+    ("nested_values_for_text.otlp.jsonl", {**OK, "sess-nested": (2, 0)},
+     [f"{W}{BAD}/nested_values_for_text.otlp.jsonl: 3 attribute values that are arrays or "
+      "key-value lists where text was expected were ignored"], True),
+    ("session_id_is_an_int.otlp.jsonl", {**OK, "42": (1, 0)}, [], False),
+    ("two_session_ids_in_one_trace.otlp.jsonl", {**OK, "sess-root": (4, 0)},
+     [f"{W}2 traces carry more than one session id: each belongs to its root's session"], False),
+    # a (30 tokens) and b (20) name each other: cut at a, b is a's child and counts; a is its
+    # wrapper. The self-parented span (5) is a root.
+    ("parent_cycle.otlp.jsonl", {**OK, "sess-cycle": (3, 25)},
+     [f"{W}1 span names itself as parent: taken as a root",
+      f"{W}1 parent cycle (a -> b -> a): the earliest span of each is taken as a root"], False),
+    ("truncated_gzip.otlp.jsonl.gz", OK,
+     [f"{W}{BAD}/truncated_gzip.otlp.jsonl.gz: skipped 1 malformed line (line 13; first: invalid "
+      "JSON: the line ends early (truncated?))",
+      f"{W}{BAD}/truncated_gzip.otlp.jsonl.gz: compressed stream ends early: the file is "
+      "truncated; read up to line 13, the rest is lost"], True),
+    ("ten_mb_attribute.otlp.jsonl.gz", {**OK, "sess-big": (1, 3)}, [], False),
+    ("conflicting_duplicate", {"sess-dup": (1, 1)},  # a.otlp.jsonl is read first: it wins
+     [f"{W}1 span was read more than once with different content; the first read was kept "
+      "(files are read in path order)"], False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "sessions", "warnings", "fails_strict"), CASES, ids=[c[0] for c in CASES]
+)
+def test_bad_file_outcome(name, sessions, warnings, fails_strict):
+    code, found, stderr = listed(BAD / name)
+    assert code == 0
+    assert found == sessions
+    assert stderr == warnings
+    code, stdout, err = strict(BAD / name)
+    if fails_strict:
+        assert code == 1
+        assert stdout == ""
+        assert err.startswith("sessions: error: input not read in full (--strict): ")
+    else:
+        assert code == 0
+        assert json.loads(stdout) is not None
+
+
+def test_every_bad_fixture_has_a_test():
+    named = {c[0] for c in CASES} | {
+        "binary_garbage.bin",
+        "terminal_and_formula_injection.otlp.jsonl",
+    }
+    on_disk = {p.name for p in BAD.iterdir()}
+    assert on_disk == named
+
+
+def test_binary_garbage_named_on_the_command_line_is_an_error():
+    result = run("list", str(BAD / "binary_garbage.bin"))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"sessions: error: {BAD}/binary_garbage.bin: not a trace file: expected OTLP JSON, span "
+        "records (JSONL, CSV, Parquet), optionally gzip or zstd compressed\n"
+    )
+
+
+def test_binary_garbage_in_a_directory_is_skipped_with_a_warning(tmp_path):
+    (tmp_path / "garbage.bin").write_bytes((BAD / "binary_garbage.bin").read_bytes())
+    (tmp_path / "good.jsonl").write_bytes((BAD / "utf8_bom.otlp.jsonl").read_bytes())
+    code, found, stderr = listed(tmp_path)
+    assert (code, found) == (0, OK)
+    assert stderr == [f"{W}{tmp_path}/garbage.bin: not a trace file (no OTLP JSON, span records "
+                      "or Parquet), skipped"]  # fmt: skip
+    assert run("list", str(tmp_path), "--strict").exit_code == 1
+
+
+def test_a_line_longer_than_the_limit_is_skipped_and_memory_stays_bounded(tmp_path):
+    path = tmp_path / "long.jsonl"
+    good = lines(document(span("t1", "1", session__id="sess-ok")))
+    huge = json.dumps(
+        document(span("t2", "2", session__id="sess-huge", gen_ai__prompt="x" * 300_000))
+    )
+    path.write_text(good + huge + "\n" + good.replace('"t1"', '"t3"'))
+    source = [inputs.Source(str(path), path)]
+    spans, report = inputs.read_spans(source, {"session_id": ("session.id",), **_rest()},
+                                      chunk_bytes=10_000, max_line_bytes=100_000)  # fmt: skip
+    assert spans.get_column("session_id").cast(str).to_list() == ["sess-ok"]  # t1; t3 is a dup
+    assert report.malformed == {str(path): [(2, "longer than 0.0953674 MB: skipped")]}
+
+
+def _rest():
+    from sessions_cli import attributes
+
+    return {k: v for k, v in attributes.CHAINS.items() if k != "session_id"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Output safety
+
+HOSTILE = BAD / "terminal_and_formula_injection.otlp.jsonl"
+
+
+def test_tables_strip_terminal_escapes_and_show_other_controls():
+    result = run("list", str(HOSTILE), "--columns", "session_id,session_name,user_id")
+    assert result.exit_code == 0
+    assert "\x1b" not in result.stdout
+    assert "\r" not in result.stdout
+    assert "\x08" not in result.stdout
+    row = result.stdout.splitlines()[2]
+    assert row.split() == ["sess-click", '=HYPERLINK("http://x")', "\\x0dbob\\x08"]
+
+
+@pytest.mark.parametrize(("fmt", "delimiter"), [("csv", ","), ("tsv", "\t")])
+def test_csv_defuses_formulas_but_keeps_numbers(fmt, delimiter, tmp_path):
+    path = tmp_path / "formulas.jsonl"
+    path.write_text(lines(*(
+        document(span(f"t{i}", f"{i}", start_ms=i, session__id=sid, agentmark__session_name=name,
+                      agentmark__usage__cost_usd=1.5, gen_ai__usage__input_tokens=1))
+        for i, (sid, name) in enumerate([("s1", "=1+1"), ("s2", "+SUM(A1)"), ("s3", "-2"),
+                                         ("s4", "@cmd"), ("s6", "plain")])
+    )))  # fmt: skip
+    args = ("list", str(path), "--format", fmt, "--columns", "session_id,session_name,cost_usd")
+    rows = list(csv.reader(io.StringIO(run(*args).stdout), delimiter=delimiter))[1:]
+    names = {sid: name for sid, name, _ in rows}
+    assert names == {"s1": "'=1+1", "s2": "'+SUM(A1)", "s3": "'-2", "s4": "'@cmd",
+                     "s6": "plain"}  # fmt: skip
+    assert {cost for _, _, cost in rows} == {"1.5"}
+    raw = list(csv.reader(io.StringIO(run(*args, "--raw-csv").stdout), delimiter=delimiter))[1:]
+    assert {sid: name for sid, name, _ in raw}["s1"] == "=1+1"
+
+
+def test_csv_defuses_cells_starting_with_tab_or_carriage_return():
+    import polars as pl
+
+    from sessions_cli.render import render
+
+    frame = pl.DataFrame({"a": ["\tx", "\rx", "x=1"], "n": [-1.5, 2.0, 3.0]})
+    assert list(csv.reader(io.StringIO(render(frame, "csv")))) == [
+        ["a", "n"], ["'\tx", "-1.5"], ["'\rx", "2.0"], ["x=1", "3.0"],
+    ]  # fmt: skip
+
+
+def test_json_output_keeps_the_data_and_is_valid_utf8():
+    result = run("list", str(HOSTILE), "--json")
+    record = json.loads(result.stdout)[0]
+    assert record["session_id"] == "sess-\x1b]8;;https://evil.example\x07click\x1b]8;;\x07"
+    assert record["user_id"] == "\x1b[2J\rbob\x08"
+
+
+def test_invalid_utf8_gives_valid_utf8_json():
+    result = CliBytes.invoke("list", str(BAD / "invalid_utf8.otlp.jsonl"), "--json")
+    result.decode("utf-8")  # raises if not valid UTF-8
+
+
+class CliBytes:
+    @staticmethod
+    def invoke(*args) -> bytes:
+        from click.testing import CliRunner
+
+        from sessions_cli.cli import cli
+
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False).stdout_bytes
+
+
+def test_lone_surrogate_escapes_become_replacement_characters(tmp_path):
+    path = tmp_path / "surrogates.jsonl"
+    doc = lines(document(span("t", "1", name="x", session__id="PLACEHOLDER")))
+    path.write_text(doc.replace("PLACEHOLDER", "s\\ud800z"))
+    result = run("list", str(path), "--json")
+    assert json.loads(result.stdout)[0]["session_id"] == "s\ufffdz"
+    assert result.stderr == f"{W}{path}: lone UTF-16 surrogate escapes replaced with U+FFFD\n"
