@@ -16,7 +16,7 @@ import os
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -71,32 +71,43 @@ class Report:
         return sum(len(v) for v in self.malformed.values())
 
     def failures(self) -> list[str]:
-        out = []
+        malformed = []
         for label, bad in self.malformed.items():
             bad = sorted(bad)
             first = ", ".join(str(line) for line, _ in bad[:_SHOWN_LINES])
             more = ", ..." if len(bad) > _SHOWN_LINES else ""
             noun = "line" if len(bad) == 1 else "lines"
-            out.append(
+            malformed.append(
                 f"{label}: skipped {len(bad)} malformed {noun} "
                 f"(line {first}{more}; first: {bad[0][1]})"
             )
-        out += [f"{label}: {what}" for label, what in self.truncated.items()]
-        out += [
-            f"{label}: not a trace file (no OTLP JSON, span records or Parquet), skipped"
-            for label in self.skipped_files
+        out = _capped(malformed, "with malformed lines")
+        out += _capped([f"{label}: {what}" for label, what in self.truncated.items()], "cut short")
+        out += _capped(
+            [
+                f"{label}: not a trace file (no OTLP JSON, span records or Parquet), skipped"
+                for label in self.skipped_files
+            ],
+            "that are not trace files, skipped",
+        )
+        out += _capped(
+            [f"{label}: invalid UTF-8 replaced with U+FFFD" for label in self.invalid_utf8],
+            "with invalid UTF-8",
+        )
+        out += _capped(
+            [
+                f"{label}: lone UTF-16 surrogate escapes replaced with U+FFFD"
+                for label in self.surrogates
+            ],
+            "with lone UTF-16 surrogate escapes",
+        )
+        problems = [
+            f"{label}: {otlp.describe(kind, n)}"
+            for label, found in self.problems.items()
+            for kind, n in found.items()
+            if n and kind in _FAILURES
         ]
-        out += [f"{label}: invalid UTF-8 replaced with U+FFFD" for label in self.invalid_utf8]
-        out += [
-            f"{label}: lone UTF-16 surrogate escapes replaced with U+FFFD"
-            for label in self.surrogates
-        ]
-        for label, found in self.problems.items():
-            out += [
-                f"{label}: {otlp.describe(kind, n)}"
-                for kind, n in found.items()
-                if n and kind in _FAILURES
-            ]
+        out += _capped(problems, "with values ignored")
         if self.spans_without_ids:
             n = self.spans_without_ids
             noun = "span" if n == 1 else "spans"
@@ -125,6 +136,14 @@ class Report:
 
 
 _FAILURES = ("nested_text", "bad_usage", "bad_time")  # the rest of otlp.PROBLEMS are notices
+_SHOWN_FILES = 5  # per kind of warning; 10,000 broken files must not mean 10,000 lines
+
+
+def _capped(lines: list[str], what: str) -> list[str]:
+    if len(lines) <= _SHOWN_FILES + 1:
+        return lines
+    rest = len(lines) - _SHOWN_FILES
+    return [*lines[:_SHOWN_FILES], f"... and {rest:,} more files {what}"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,12 +247,11 @@ def read_spans(
     `progress` is called with the number of input bytes read so far, after each chunk.
     """
     report = Report()
-    frames = []
-    reader = _Reader(chains, report, chunk_bytes, progress, max_line_bytes)
-    with reader:
+    with _Reader(chains, report, chunk_bytes, progress, max_line_bytes) as reader:
         for source in sources:
             explicit = len(sources) == 1 or source.path is None
-            frames += [compact(f) for f in _read_source(source, reader, stdin, explicit=explicit)]
+            _read_source(source, reader, stdin, explicit=explicit)
+        frames = reader.frames()
     spans = pl.concat(frames) if frames else compact(empty_spans())
     valid = spans.filter(pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null())
     report.spans_without_ids = spans.height - valid.height
@@ -259,10 +277,13 @@ def _conflicts(duplicated: pl.DataFrame) -> int:
 
 
 class _Reader:
-    """Decodes JSON-line chunks on a small thread pool, in order, one per worker in flight.
+    """Collects every source's spans in reading order (first read wins when deduplicating).
 
-    Polars releases the GIL while it decodes, so two chunks decode on two cores at once; only a
-    few chunks are ever held in memory, whatever the size of the input.
+    JSON lines are cut into pieces of whole lines; pieces, from one big file or from many small
+    ones, are batched to about `chunk_bytes` and decoded on a small thread pool. Polars releases
+    the GIL while it decodes, so two batches decode on two cores at once, and only one batch
+    per worker is in flight, whatever the size of the input. Batching small files matters:
+    decoding has a fixed cost per call, so 10,000 one-line files cost what one file does.
     """
 
     def __init__(self, chains, report: Report, chunk_bytes: int, progress, max_line_bytes) -> None:
@@ -272,6 +293,10 @@ class _Reader:
         self.bytes_read = 0
         self.workers = max(1, min(_WORKERS, os.cpu_count() or 1))
         self.pool: ThreadPoolExecutor | None = None
+        self.batch: list[_Piece] = []
+        self.batch_bytes = 0
+        self.queue: deque = deque()  # frames and pending batches, in reading order
+        self.done: list[pl.DataFrame] = []
 
     def __enter__(self) -> _Reader:
         if self.workers > 1:
@@ -282,7 +307,13 @@ class _Reader:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def lines(self, stream: BinaryIO, label: str) -> Iterator[pl.DataFrame]:
+    def add_frame(self, frame: pl.DataFrame) -> None:
+        """Spans read whole (Parquet, CSV, a JSON document), in their place in the order."""
+        self._submit()
+        self.queue.append(frame)
+        self._drain(keep=self.workers - 1)
+
+    def add_lines(self, stream: BinaryIO, label: str) -> None:
         report, limit = self.report, self.max_line_bytes
 
         def long_line(number: int) -> None:
@@ -291,42 +322,66 @@ class _Reader:
         def cut_short(reason: str, lines: int) -> None:
             report.truncated[label] = f"{reason}; read up to line {lines:,}, the rest is lost"
 
-        in_flight: deque[Future] = deque()
-        chunks = _chunks(
+        pieces = _chunks(
             stream,
             self.chunk_bytes,
             max_line_bytes=limit,
             on_long_line=long_line,
             on_cut_short=cut_short,
         )
-        for first_line_no, chunk in chunks:
-            args = (chunk, first_line_no, label, self.chains)
-            if self.pool is None:
-                yield self._merge(_parse_chunk(*args), len(chunk))
-                continue
-            in_flight.append((self.pool.submit(_parse_chunk, *args), len(chunk)))
-            if len(in_flight) >= self.workers:
-                future, size = in_flight.popleft()
-                yield self._merge(future.result(), size)
-        while in_flight:
-            future, size = in_flight.popleft()
-            yield self._merge(future.result(), size)
+        for first_line_no, data in pieces:
+            self.batch.append(_Piece(label, first_line_no, data))
+            self.batch_bytes += len(data)
+            # A big file's pieces are each nearly a chunk: half a chunk keeps batches to one of
+            # them (memory), while small files still batch by the thousand.
+            if self.batch_bytes >= self.chunk_bytes // 2:
+                self._submit()
 
-    def _merge(self, parsed: _Parsed, size: int) -> pl.DataFrame:
-        for line_no, reason in parsed.bad_lines:
-            self.report.bad_line(parsed.label, line_no, reason)
-        if parsed.invalid_utf8 and parsed.label not in self.report.invalid_utf8:
-            self.report.invalid_utf8.append(parsed.label)
-        if parsed.surrogates and parsed.label not in self.report.surrogates:
-            self.report.surrogates.append(parsed.label)
-        self.report.add_problems(parsed.label, parsed.problems)
-        self.bytes_read += size
-        if self.progress is not None:
-            self.progress(self.bytes_read)
+    def frames(self) -> list[pl.DataFrame]:
+        self._submit()
+        self._drain(keep=0)
+        return self.done
+
+    def _submit(self) -> None:
+        if not self.batch:
+            return
+        batch, size = self.batch, self.batch_bytes
+        self.batch, self.batch_bytes = [], 0
+        if self.pool is None:
+            self.queue.append((_parse_pieces(batch, self.chains), size))
+        else:
+            self.queue.append((self.pool.submit(_parse_pieces, batch, self.chains), size))
+        self._drain(keep=self.workers - 1)
+
+    def _drain(self, keep: int) -> None:
+        while len(self.queue) > keep:
+            item = self.queue.popleft()
+            if isinstance(item, pl.DataFrame):
+                self.done.append(compact(item))
+                continue
+            parsed, size = item
+            self.done.append(
+                self._merge(parsed if isinstance(parsed, _Parsed) else parsed.result())
+            )
+            self.bytes_read += size
+            if self.progress is not None:
+                self.progress(self.bytes_read)
+
+    def _merge(self, parsed: _Parsed) -> pl.DataFrame:
+        report = self.report
+        for label, line_no, reason in parsed.bad_lines:
+            report.bad_line(label, line_no, reason)
+        for label in parsed.invalid_utf8:
+            if label not in report.invalid_utf8:
+                report.invalid_utf8.append(label)
+        for label in parsed.surrogates:
+            if label not in report.surrogates:
+                report.surrogates.append(label)
+        report.add_problems(parsed.label, parsed.problems)
         return parsed.spans
 
 
-def _read_source(source, reader: _Reader, stdin, *, explicit) -> Iterator[pl.DataFrame]:
+def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
     try:
         raw = (stdin or _stdin()) if source.path is None else source.path.open("rb")
     except OSError as exc:
@@ -339,11 +394,11 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> Iterator[pl.Dat
         if not head:
             return
         if head.startswith(_PARQUET):
-            yield flat.read_parquet(stream.read(), source.label)
+            reader.add_frame(flat.read_parquet(stream.read(), source.label))
             return
         first = head.decode("utf-8", "replace").lstrip(_BOM)[:1]
         if first in "{[":
-            yield from _read_json(stream, source.label, reader)
+            _read_json(stream, source.label, reader)
             return
         frame = flat.read_csv(stream.read(), source.label)
         if frame is None:
@@ -354,7 +409,7 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> Iterator[pl.Dat
                 )
             reader.report.skipped_files.append(source.label)
             return
-        yield frame
+        reader.add_frame(frame)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"{source.label}: cannot read ({_describe(exc)})") from exc
     finally:
@@ -392,7 +447,7 @@ def _decompressed(raw: BinaryIO, label: str) -> io.BufferedReader:
     raise InputError(f"{label}: too many layers of compression")
 
 
-def _read_json(stream, label, reader: _Reader) -> Iterator[pl.DataFrame]:
+def _read_json(stream, label, reader: _Reader) -> None:
     chains, report = reader.chains, reader.report
     # peek() returns only what the buffer holds (often 8 KB, less than one batch line), so
     # read a first block and put it back in front of the stream.
@@ -409,14 +464,14 @@ def _read_json(stream, label, reader: _Reader) -> Iterator[pl.DataFrame]:
             mode = "lines"  # not one document: report it line by line
             stream = io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
         else:
-            yield _documents_frame(value, label, chains, report)
+            reader.add_frame(_documents_frame(value, label, chains, report))
             return
     else:
         stream = _Prefixed(block, stream)
     if mode == "flat":
-        yield flat.read_jsonl(_decode(stream.read(), label, report), label, report)
+        reader.add_frame(flat.read_jsonl(_decode(stream.read(), label, report), label, report))
         return
-    yield from reader.lines(stream, label)
+    reader.add_lines(stream, label)
 
 
 class _Failing(io.RawIOBase):
@@ -567,29 +622,42 @@ def _decode(data: bytes, label: str, report: Report) -> str:
         return data.decode("utf-8", "replace")
 
 
+@dataclass(frozen=True)
+class _Piece:
+    label: str
+    first_line_no: int
+    data: bytes  # whole lines (the last may lack its newline: an unterminated last line)
+
+
 @dataclass
 class _Parsed:
-    """What a worker made of one chunk; the report is merged on the main thread."""
+    """What a worker made of one batch; the report is merged on the main thread."""
 
-    label: str
+    label: str  # where `problems` are reported: the file, or the first of the batch's files
     spans: pl.DataFrame
-    bad_lines: list[tuple[int, str]] = field(default_factory=list)
-    invalid_utf8: bool = False
-    surrogates: bool = False
+    bad_lines: list[tuple[str, int, str]] = field(default_factory=list)
+    invalid_utf8: set[str] = field(default_factory=set)
+    surrogates: set[str] = field(default_factory=set)
     problems: Counter = field(default_factory=Counter)
 
 
-def _parse_chunk(chunk: bytes, first_line_no: int, label: str, chains) -> _Parsed:
-    """One block of whole lines -> normalised spans, and the lines that were malformed."""
-    try:
-        text, invalid = chunk.decode("utf-8"), False
-    except UnicodeDecodeError:
-        text, invalid = chunk.decode("utf-8", "replace"), True
-    if first_line_no == 1:
-        text = text.lstrip(_BOM)
-    parsed = _Parsed(label, empty_spans(), invalid_utf8=invalid)
+def _parse_pieces(pieces: list[_Piece], chains) -> _Parsed:
+    """A batch of whole lines -> normalised spans, and the lines that were malformed."""
+    labels = list(dict.fromkeys(p.label for p in pieces))
+    label = labels[0] if len(labels) == 1 else f"{labels[0]} (and {len(labels) - 1:,} more files)"
+    parsed = _Parsed(label, empty_spans())
+    texts = []
+    for piece in pieces:
+        try:
+            text = piece.data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = piece.data.decode("utf-8", "replace")
+            parsed.invalid_utf8.add(piece.label)
+        if piece.first_line_no == 1:
+            text = text.lstrip(_BOM)
+        texts.append(text if text.endswith("\n") else text + "\n")
     # Split in polars: no Python string per line.
-    lines = pl.Series("line", [text], dtype=pl.String).str.split("\n").explode()
+    lines = pl.Series("line", ["".join(texts)], dtype=pl.String).str.split("\n").explode()
     lines = lines.filter(lines.str.strip_chars() != "")
     if lines.is_empty():
         return parsed
@@ -600,15 +668,22 @@ def _parse_chunk(chunk: bytes, first_line_no: int, label: str, chains) -> _Parse
         pass
     # Slow path: find the bad lines, reshape the good ones (see otlp.py).
     good: list[str] = []
-    for offset, line in enumerate(text.split("\n")):
-        if not line.strip():
-            continue
-        try:
-            docs = otlp.canonical_documents(json.loads(line))
-        except ValueError as exc:
-            parsed.bad_lines.append((first_line_no + offset, _reason(exc, line)))
-            continue
-        good += [_dumps(doc, parsed) for doc in docs]
+    for piece, text in zip(pieces, texts, strict=True):
+        for offset, line in enumerate(text.split("\n")):
+            if not line.strip():
+                continue
+            try:
+                docs = otlp.canonical_documents(json.loads(line))
+            except ValueError as exc:
+                parsed.bad_lines.append(
+                    (piece.label, piece.first_line_no + offset, _reason(exc, line))
+                )
+                continue
+            for doc in docs:
+                text_doc, replaced = _dumps(doc)
+                good.append(text_doc)
+                if replaced:
+                    parsed.surrogates.add(piece.label)
     if good:
         lines = pl.Series("line", good, dtype=pl.String)
         parsed.problems.clear()  # the fast path may have counted before it failed
@@ -620,14 +695,14 @@ def _parse_chunk(chunk: bytes, first_line_no: int, label: str, chains) -> _Parse
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _dumps(doc, parsed: _Parsed) -> str:
-    """A document as JSON text for the fast path. JSON may escape lone UTF-16 surrogates
-    (`"\\ud800"`), which no UTF-8 output can carry: they become U+FFFD, and are reported."""
+def _dumps(doc) -> tuple[str, bool]:
+    """A document as JSON text for the fast path, and whether anything was replaced. JSON may
+    escape lone UTF-16 surrogates (`"\\ud800"`), which no UTF-8 output can carry: they become
+    U+FFFD, and are reported."""
     text = json.dumps(doc, ensure_ascii=False)
     if _SURROGATE.search(text):
-        parsed.surrogates = True
-        text = _SURROGATE.sub("\ufffd", text)
-    return text
+        return _SURROGATE.sub("\ufffd", text), True
+    return text, False
 
 
 def _documents_frame(value, label, chains, report) -> pl.DataFrame:
@@ -636,9 +711,9 @@ def _documents_frame(value, label, chains, report) -> pl.DataFrame:
     except otlp.Malformed as exc:
         report.bad_line(label, 1, str(exc))
         return empty_spans()
-    parsed = _Parsed(label, empty_spans())
-    lines = pl.Series("line", [_dumps(d, parsed) for d in docs], dtype=pl.String)
-    if parsed.surrogates and label not in report.surrogates:
+    dumped = [_dumps(d) for d in docs]
+    lines = pl.Series("line", [text for text, _ in dumped], dtype=pl.String)
+    if any(replaced for _, replaced in dumped) and label not in report.surrogates:
         report.surrogates.append(label)
     if not len(lines):
         return empty_spans()

@@ -236,3 +236,23 @@ def test_lone_surrogate_escapes_become_replacement_characters(tmp_path):
     result = run("list", str(path), "--json")
     assert json.loads(result.stdout)[0]["session_id"] == "s\ufffdz"
     assert result.stderr == f"{W}{path}: lone UTF-16 surrogate escapes replaced with U+FFFD\n"
+
+
+def test_ten_thousand_files_in_a_directory(tmp_path):
+    """Small files are decoded in batches (one polars call per thousands of files), and
+    warnings about them are capped rather than one line per file."""
+    for i in range(10_000):
+        text = lines(document(span(f"t{i}", "1", session__id="sess-many",
+                                   gen_ai__usage__input_tokens=1)))  # fmt: skip
+        if i % 1000 == 0:
+            text += '{"truncated": \n'  # ten files end with a broken line
+        (tmp_path / f"part-{i:05d}.jsonl").write_text(text)
+    code, found, stderr = listed(tmp_path)
+    assert code == 0
+    assert found == {"sess-many": (10_000, 10_000)}
+    assert len(stderr) == 6
+    assert stderr[0] == (
+        f"{W}{tmp_path}/part-00000.jsonl: skipped 1 malformed line (line 2; first: invalid JSON: "
+        "the line ends early (truncated?))"
+    )
+    assert stderr[-1] == f"{W}... and 5 more files with malformed lines"
