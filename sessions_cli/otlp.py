@@ -384,9 +384,10 @@ def _count(text: pl.Expr) -> pl.Expr:
 
 
 def _money(text: pl.Expr) -> pl.Expr:
-    """A cost: a finite number >= 0 (contract §3), else null."""
+    """A cost: a finite number >= 0 (contract §3), and below a trillion dollars (beyond that it
+    is not a cost but a bug, and would overflow the exact sums), else null."""
     number = text.cast(pl.Float64, strict=False)
-    return pl.when(number.is_finite() & (number >= 0)).then(number)
+    return pl.when(number.is_finite() & (number >= 0) & (number < 1e12)).then(number)
 
 
 def normalise_id(expr: pl.Expr, hex_len: int, all_hex: bool = False) -> pl.Expr:

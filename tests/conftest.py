@@ -5,8 +5,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings
 
 from sessions_cli.cli import cli
+
+# Hypothesis: CI runs a bounded number of examples; `--hypothesis-profile=long` runs many more.
+settings.register_profile("default", max_examples=60, deadline=None)
+settings.register_profile("long", max_examples=3000, deadline=None)
+settings.load_profile("default")
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 REAL = FIXTURES / "agentmark.otlp.jsonl"
