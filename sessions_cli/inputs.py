@@ -547,10 +547,12 @@ def _chunks(
     corrupt ends the file there (`on_cut_short(reason, lines_read)`): what came before counts.
     """
     line_no, rest, skipping = 1, b"", False
+    pending: list[bytes] = []  # blocks of one line still without its end (joined once, at it)
+    pending_bytes = 0
     while True:
         block, error = read_block(stream, chunk_bytes)
         if error is not None and on_cut_short is not None:
-            on_cut_short(_describe(error), line_no + (rest + block).count(b"\n"))
+            on_cut_short(_describe(error), line_no + rest.count(b"\n") + block.count(b"\n"))
         if not block:
             break
         if skipping:  # inside an over-long line: drop bytes up to its end
@@ -558,21 +560,26 @@ def _chunks(
             if end < 0:
                 continue
             block, skipping, line_no = block[end + 1 :], False, line_no + 1
-        block = rest + block
         cut = block.rfind(b"\n") + 1
         if cut == 0:  # no line ends in this block: keep reading, up to the limit
-            if len(block) > max_line_bytes:
+            pending.append(block)
+            pending_bytes += len(block)
+            if len(rest) + pending_bytes > max_line_bytes:
                 if on_long_line is not None:
                     on_long_line(line_no)
-                rest, skipping = b"", True
-            else:
-                rest = block
+                rest, pending, pending_bytes, skipping = b"", [], 0, True
             continue
+        if pending:
+            rest, pending, pending_bytes = b"".join([rest, *pending]), [], 0
+        block = rest + block
+        cut = block.rfind(b"\n") + 1
         yield line_no, block[:cut]
         line_no += block.count(b"\n", 0, cut)
         rest = block[cut:]
         if error is not None:
             break
+    if pending:
+        rest = b"".join([rest, *pending])
     if rest and not skipping:
         yield line_no, rest  # an unterminated last line (a file still being written)
 
