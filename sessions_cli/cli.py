@@ -458,26 +458,17 @@ def convert_command(paths, strict, session_keys, price_file, cost_mode, output):
     click.echo(f"sessions: wrote {written:,} spans to {output}", err=True)
 
 
-class Duration(click.ParamType):
-    name = "duration"
+class _StatsValue(click.ParamType):
+    """An option value read by a parser of sessions_cli.stats, imported only when used."""
+
+    def __init__(self, name: str, parser: str) -> None:
+        self.name, self.parser = name, parser
 
     def convert(self, value, param, ctx):
-        from sessions_cli.stats import parse_duration_ms
+        from sessions_cli import stats
 
         try:
-            return parse_duration_ms(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class Fraction(click.ParamType):
-    name = "fraction"
-
-    def convert(self, value, param, ctx):
-        from sessions_cli.stats import parse_fraction
-
-        try:
-            return parse_fraction(value)
+            return getattr(stats, self.parser)(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -509,12 +500,12 @@ class Fraction(click.ParamType):
     help="Budget: the sessions together may use at most N total tokens.",
 )  # fmt: skip
 @click.option(
-    "--max-session-duration", type=Duration(), metavar="DURATION",
+    "--max-session-duration", type=_StatsValue("duration", "parse_duration_ms"), metavar="DURATION",
     help="Budget: no session may last longer than DURATION (90s, 5m, 1h; a bare number is "
     "seconds).",
 )  # fmt: skip
 @click.option(
-    "--max-error-rate", type=Fraction(), metavar="FRACTION",
+    "--max-error-rate", type=_StatsValue("fraction", "parse_fraction"), metavar="FRACTION",
     help="Budget: at most this share of the sessions' traces may fail (0.05 or 5%).",
 )  # fmt: skip
 @output_options
