@@ -129,12 +129,15 @@ def spans_from_lines(
         .drop("res")
         .with_columns(prio=pl.lit(1))
     )
-    # Span attributes override resource attributes with the same key (contract §2).
-    attrs = (
-        pl.concat([span_attrs, resource_attrs.select(span_attrs.columns)])
-        .sort("prio", maintain_order=True)
-        .unique(["row", "key"], keep="first", maintain_order=True)
-    )
+    # Span attributes override resource attributes with the same key (contract §2). Resources
+    # seldom carry a key we read (service.name is not one): then there is nothing to override.
+    attrs = span_attrs
+    if not resource_attrs.is_empty():
+        attrs = (
+            pl.concat([span_attrs, resource_attrs.select(span_attrs.columns)])
+            .sort("prio", maintain_order=True)
+            .unique(["row", "key"], keep="first", maintain_order=True)
+        )
     if not trust_nul and (
         attrs.get_column("text").str.contains("\x00", literal=True).any()
         or raw.get_column("name").str.contains("\x00", literal=True).any()
