@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -71,3 +72,18 @@ def test_errors_reach_the_shell_as_exit_codes_without_tracebacks():
     )
     assert usage.returncode == 2
     assert "Traceback" not in usage.stderr
+
+
+def test_phase_timings_on_request_only():
+    quiet = subprocess.run([SESSIONS, "list", str(REAL)], capture_output=True, text=True)
+    assert "timing" not in quiet.stderr
+    timed = subprocess.run(
+        [SESSIONS, "list", str(REAL)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SESSIONS_TIMING": "1"},
+    )
+    assert timed.returncode == 0
+    (line,) = [x for x in timed.stderr.splitlines() if "timing" in x]
+    assert line.startswith("sessions: timing: read ")
+    assert ", model " in line

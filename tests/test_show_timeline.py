@@ -266,11 +266,12 @@ def test_timeline_event_fields_and_formats(tree):
     ]  # fmt: skip
     jsonl = run("timeline", SESSION, str(tree), "--spans", "--format", "jsonl").stdout
     assert [json.loads(line) for line in jsonl.splitlines()] == rows
-    text = run("timeline", SESSION, str(tree), "--spans", "--csv").stdout
-    parsed = list(csv.DictReader(io.StringIO(text)))
-    assert [(r["kind"], r["name"], r["depth"]) for r in parsed] == [
-        (r["kind"], r["name"], "" if r["depth"] is None else str(r["depth"])) for r in rows
-    ]
+    for fmt, delimiter in (("csv", ","), ("tsv", "\t")):
+        text = run("timeline", SESSION, str(tree), "--spans", "--format", fmt).stdout
+        parsed = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+        assert [(r["kind"], r["name"], r["depth"]) for r in parsed] == [
+            (r["kind"], r["name"], "" if r["depth"] is None else str(r["depth"])) for r in rows
+        ]
     markdown = run("timeline", SESSION, str(tree), "--format", "markdown").stdout.splitlines()
     assert markdown[0].startswith("| kind")
     assert len(markdown) == 4
