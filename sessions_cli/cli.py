@@ -570,14 +570,22 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
 
 
 def _load(paths, *, strict, session_keys, price_file, cost_mode):
-    from sessions_cli import model, pricing
+    """The model of PATHS. Spans wait in a SpanStore (on disk past a size); it is removed when
+    the command ends."""
+    from sessions_cli import attributes, inputs, model, pricing
 
     prices = pricing.load_price_file(price_file)
-    spans = _read(paths, strict=strict, session_keys=session_keys)
+    with _reading(paths) as (sources, progress), _timed("read"):
+        store, report = inputs.read_store(
+            sources, attributes.chains(tuple(session_keys)), strict=strict, progress=progress
+        )
+    click.get_current_context().call_on_close(store.close)
     with _timed("model"):
-        built = model.build(spans, cost_mode=cost_mode, prices=prices)
-    for notice in built.notices:
-        click.echo(f"sessions: warning: {notice}", err=True)
+        built = model.build(
+            store.groups(), cost_mode=cost_mode, prices=prices, load_spans=store.spans_of
+        )
+    report.conflicting_duplicates = store.conflicting_duplicates
+    _warn(report.warnings() + list(built.notices), empty=store.rows == 0)
     return built
 
 
@@ -597,26 +605,38 @@ def _timed(phase: str):
 
 
 def _read(paths, *, strict, session_keys):
-    """Normalised, deduplicated spans; warnings and progress on stderr."""
+    """All normalised, deduplicated spans in memory (sessions convert)."""
     from sessions_cli import attributes, inputs
+
+    with _reading(paths) as (sources, progress), _timed("read"):
+        spans, report = inputs.read_spans(
+            sources, attributes.chains(tuple(session_keys)), strict=strict, progress=progress
+        )
+    _warn(report.warnings(), empty=spans.is_empty())
+    return spans
+
+
+@contextlib.contextmanager
+def _reading(paths):
+    """The sources of PATHS, and a progress line on stderr when it is a terminal."""
+    from sessions_cli import inputs
 
     sources = inputs.resolve(tuple(paths), stdin_is_tty=_stdin_is_tty(), env=dict(os.environ))
     progress = Progress(inputs.total_bytes(sources)) if _stderr_is_tty() else None
     try:
-        with _timed("read"):
-            spans, report = inputs.read_spans(
-                sources, attributes.chains(tuple(session_keys)), strict=strict, progress=progress
-            )
+        yield sources, progress
     finally:
         if progress is not None:
             progress.done()
+
+
+def _warn(warnings: list[str], *, empty: bool) -> None:
     from sessions_cli.render import plain
 
-    for warning in report.warnings():  # file names and reasons can hold control characters
+    for warning in warnings:  # file names and reasons can hold control characters
         click.echo(f"sessions: warning: {plain(warning)}", err=True)
-    if spans.is_empty():
+    if empty:
         click.echo("sessions: no spans found in the input", err=True)
-    return spans
 
 
 class Progress:

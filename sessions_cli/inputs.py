@@ -26,6 +26,7 @@ import polars as pl
 from sessions_cli import flat, otlp
 from sessions_cli.errors import InputError, UsageError
 from sessions_cli.schema import compact, empty_spans
+from sessions_cli.store import MEMORY_ROWS, SpanStore
 
 # Measured on 1M spans: 4 MB and 8 MB chunks decode equally fast; 4 MB holds less in flight.
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -242,38 +243,50 @@ def read_spans(
     progress: Callable[[int], None] | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> tuple[pl.DataFrame, Report]:
-    """All spans of all sources, de-duplicated by (trace_id, span_id): first seen wins.
+    """All spans of all sources, in memory, de-duplicated by (trace_id, span_id): first seen wins.
 
-    `progress` is called with the number of input bytes read so far, after each chunk.
+    For `sessions convert` and tests; the commands read into a SpanStore (`read_store`).
     """
+    store, report = read_store(
+        sources, chains, stdin=stdin, chunk_bytes=chunk_bytes, strict=strict, progress=progress,
+        max_line_bytes=max_line_bytes, memory_rows=None,
+    )  # fmt: skip
+    with store:
+        (spans,) = list(store.groups())
+        report.conflicting_duplicates = store.conflicting_duplicates
+    return spans, report
+
+
+def read_store(
+    sources: list[Source],
+    chains: dict[str, tuple[str, ...]],
+    *,
+    stdin: BinaryIO | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+    strict: bool = False,
+    progress: Callable[[int], None] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    memory_rows: int | None = MEMORY_ROWS,
+) -> tuple[SpanStore, Report]:
+    """All spans of all sources in a SpanStore (spilled to disk past `memory_rows`; None:
+    never). The report is complete once the store's groups have been read through
+    (`conflicting_duplicates`)."""
     report = Report()
-    with _Reader(chains, report, chunk_bytes, progress, max_line_bytes) as reader:
-        for source in sources:
-            explicit = len(sources) == 1 or source.path is None
-            _read_source(source, reader, stdin, explicit=explicit)
-        frames = reader.frames()
-    spans = pl.concat(frames) if frames else compact(empty_spans())
-    valid = spans.filter(pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null())
-    report.spans_without_ids = spans.height - valid.height
-    if strict and report.failures():
-        raise InputError("input not read in full (--strict): " + "; ".join(report.failures()))
-    deduped = valid.unique(["trace_id", "span_id"], keep="first", maintain_order=True)
-    if deduped.height < valid.height:  # re-sent spans: were any of them different?
-        key = pl.struct("trace_id", "span_id")
-        report.conflicting_duplicates = _conflicts(valid.filter(key.is_duplicated()))
-    return deduped, report
-
-
-def _conflicts(duplicated: pl.DataFrame) -> int:
-    """How many spans were read more than once with different content."""
-    content = [c for c in duplicated.columns if c not in ("trace_id", "span_id")]
-    return (
-        duplicated.with_columns(pl.struct(content).hash().alias("_content"))
-        .group_by("trace_id", "span_id")
-        .agg(pl.col("_content").n_unique())
-        .filter(pl.col("_content") > 1)
-        .height
-    )
+    store = SpanStore(memory_rows=memory_rows or 2**62)
+    try:
+        with _Reader(chains, report, chunk_bytes, progress, max_line_bytes, store) as reader:
+            for source in sources:
+                explicit = len(sources) == 1 or source.path is None
+                _read_source(source, reader, stdin, explicit=explicit)
+            reader.finish()
+        store.finish()
+        report.spans_without_ids = store.without_ids
+        if strict and report.failures():
+            raise InputError("input not read in full (--strict): " + "; ".join(report.failures()))
+    except BaseException:
+        store.close()
+        raise
+    return store, report
 
 
 class _Reader:
@@ -286,8 +299,9 @@ class _Reader:
     decoding has a fixed cost per call, so 10,000 one-line files cost what one file does.
     """
 
-    def __init__(self, chains, report: Report, chunk_bytes: int, progress, max_line_bytes) -> None:
+    def __init__(self, chains, report: Report, chunk_bytes: int, progress, max_line_bytes, store):
         self.chains, self.report, self.chunk_bytes = chains, report, chunk_bytes
+        self.store = store
         self.max_line_bytes = max_line_bytes
         self.progress = progress
         self.bytes_read = 0
@@ -296,7 +310,6 @@ class _Reader:
         self.batch: list[_Piece] = []
         self.batch_bytes = 0
         self.queue: deque = deque()  # frames and pending batches, in reading order
-        self.done: list[pl.DataFrame] = []
 
     def __enter__(self) -> _Reader:
         if self.workers > 1:
@@ -337,10 +350,9 @@ class _Reader:
             if self.batch_bytes >= self.chunk_bytes // 2:
                 self._submit()
 
-    def frames(self) -> list[pl.DataFrame]:
+    def finish(self) -> None:
         self._submit()
         self._drain(keep=0)
-        return self.done
 
     def _submit(self) -> None:
         if not self.batch:
@@ -357,12 +369,10 @@ class _Reader:
         while len(self.queue) > keep:
             item = self.queue.popleft()
             if isinstance(item, pl.DataFrame):
-                self.done.append(compact(item))
+                self.store.add(compact(item))
                 continue
             parsed, size = item
-            self.done.append(
-                self._merge(parsed if isinstance(parsed, _Parsed) else parsed.result())
-            )
+            self.store.add(self._merge(parsed if isinstance(parsed, _Parsed) else parsed.result()))
             self.bytes_read += size
             if self.progress is not None:
                 self.progress(self.bytes_read)

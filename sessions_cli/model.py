@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import polars as pl
@@ -37,38 +39,89 @@ _TOKENS = ("input_tokens", "output_tokens", "total_tokens")
 
 @dataclass(frozen=True)
 class Model:
-    spans: pl.DataFrame  # normalised spans + is_root, counted, is_llm_call, call_cost_usd, ...
+    spans: pl.DataFrame | None  # annotated spans (is_root, counted, ...); None when built by group
     traces: pl.DataFrame  # one row per trace, with its session_id (null: no session)
     sessions: pl.DataFrame  # one row per session, SESSION_FIELDS
     notices: tuple[str, ...] = ()  # conflicts in the data, and how the contract resolved them
+    # Annotated spans of some traces, when `spans` was not kept (read back from a SpanStore).
+    load_spans: Callable[[list[str]], pl.DataFrame] | None = None
 
     @property
     def orphans(self) -> pl.DataFrame:
         return self.traces.filter(pl.col("session_id").is_null())
 
+    def spans_of(self, trace_ids: list[str]) -> pl.DataFrame:
+        """The annotated spans of these traces (one session's, for a timeline)."""
+        if self.spans is not None:
+            wanted = pl.Series(trace_ids, dtype=pl.String)
+            return self.spans.filter(pl.col("trace_id").cast(pl.String).is_in(wanted))
+        return self.load_spans(trace_ids)
+
 
 def build(
-    spans: pl.DataFrame,
+    spans: pl.DataFrame | Iterable[pl.DataFrame],
     *,
     cost_mode: str = "auto",
     prices: dict[str, tuple[float, float]] | None = None,
+    load_spans: Callable[[list[str]], pl.DataFrame] | None = None,
 ) -> Model:
-    notices: list[str] = []
-    annotated = annotate(spans, cost_mode=cost_mode, prices=prices or {}, notices=notices)
-    traces = trace_table(annotated, notices)
-    return Model(annotated, traces, session_table(annotated, traces), tuple(notices))
+    """The model of deduplicated spans: one frame, or groups of frames in which no trace is
+    split (a SpanStore's). Every trace figure is computed within a group; sessions are built
+    from all groups' traces. With groups, spans are not kept: `load_spans` reads some back."""
+    groups = [spans] if isinstance(spans, pl.DataFrame) else spans
+    prices = prices or {}
+    found: Counter = Counter()
+    annotated_groups, trace_parts, metadata_parts = [], [], []
+    for group in groups:
+        annotated = annotate(group, cost_mode=cost_mode, prices=prices, notices=found)
+        trace_parts.append(trace_table(annotated, found))
+        metadata_parts.append(_with_metadata(annotated))
+        if isinstance(spans, pl.DataFrame):
+            annotated_groups.append(annotated)
+    traces = pl.concat(trace_parts).sort("start_ns", "trace_id", nulls_last=True)
+    sessions = session_table(pl.concat(metadata_parts), traces)
+    kept = annotated_groups[0] if annotated_groups else None
+
+    def reload(trace_ids: list[str]) -> pl.DataFrame:
+        return annotate(load_spans(trace_ids), cost_mode=cost_mode, prices=prices)
+
+    return Model(kept, traces, sessions, _notices(found), reload if load_spans else None)
+
+
+def _with_metadata(spans: pl.DataFrame) -> pl.DataFrame:
+    """The few spans that carry metadata, with what session metadata needs of them."""
+    return spans.filter(pl.col("metadata").list.len() > 0).select(
+        pl.col("trace_id").cast(pl.String), "span_id", "start_time_unix_nano", "metadata"
+    )
+
+
+def _notices(found: Counter) -> tuple[str, ...]:
+    texts = {
+        "own_parent": ("span names itself as parent: taken as a root",
+                       "spans name themselves as parent: taken as roots"),
+        "cycles": ("parent cycle (a -> b -> a): the earliest span of each is taken as a root",
+                   "parent cycles (a -> b -> a): the earliest span of each is taken as a root"),
+        "session_conflicts": ("trace carries more than one session id: it belongs to its root's "
+                              "session",
+                              "traces carry more than one session id: each belongs to its "
+                              "root's session"),
+    }  # fmt: skip
+    return tuple(
+        f"{found[kind]:,} {one if found[kind] == 1 else many}"
+        for kind, (one, many) in texts.items()
+        if found[kind]
+    )
 
 
 def annotate(
-    spans: pl.DataFrame, *, cost_mode: str, prices: dict, notices: list[str] | None = None
+    spans: pl.DataFrame, *, cost_mode: str, prices: dict, notices: Counter | None = None
 ) -> pl.DataFrame:
     """Mark roots, the spans whose usage counts, LLM calls, and each call's cost."""
-    notices = [] if notices is None else notices
+    notices = Counter() if notices is None else notices
     # A span that names itself as parent has no parent: it is a root.
     own_parent = spans.select((pl.col("parent_span_id") == pl.col("span_id")).sum()).item()
     if own_parent:
-        notices.append(_plural(own_parent, "span names itself", "spans name themselves")
-                       + " as parent: taken as a root")  # fmt: skip
+        notices["own_parent"] += own_parent
     spans = spans.with_columns(
         pl.when(pl.col("parent_span_id") != pl.col("span_id"))
         .then("parent_span_id")
@@ -81,10 +134,7 @@ def annotate(
     parent_row = parent.get_column("p")
     parent_row, cycles = _break_cycles(spans, parent_row)
     if cycles:
-        notices.append(
-            _plural(cycles, "parent cycle", "parent cycles")
-            + " (a -> b -> a): the earliest span of each is taken as a root"
-        )
+        notices["cycles"] += cycles
 
     has_usage = pl.any_horizontal(pl.col(c).is_not_null() for c in _USAGE)
     usage_rows = spans.select(pl.arg_where(has_usage)).to_series()
@@ -120,10 +170,6 @@ def annotate(
         cost.scatter(call_rows, calls.get_column("call_cost_usd")),
         source.scatter(call_rows, calls.get_column("call_cost_source")),
     )
-
-
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n:,} {one if n == 1 else many}"
 
 
 def _break_cycles(spans: pl.DataFrame, parent_row: pl.Series) -> tuple[pl.Series, int]:
@@ -204,7 +250,7 @@ def _distinct(spans: pl.DataFrame, column: str, where: pl.Expr, alias: str) -> p
     )
 
 
-def trace_table(spans: pl.DataFrame, notices: list[str] | None = None) -> pl.DataFrame:
+def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataFrame:
     """One row per trace. Text comes out as String, whatever the span columns' types."""
     conflicts = (
         spans.select("trace_id", "session_id")
@@ -215,10 +261,7 @@ def trace_table(spans: pl.DataFrame, notices: list[str] | None = None) -> pl.Dat
         .height
     )
     if conflicts and notices is not None:
-        notices.append(
-            _plural(conflicts, "trace carries", "traces carry")
-            + " more than one session id: each belongs to its root's session"
-        )
+        notices["session_conflicts"] += conflicts
     counted, llm = pl.col("counted"), pl.col("is_llm_call")
 
     def text(column: str) -> pl.Expr:
@@ -309,13 +352,12 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
 
 
 def _session_metadata(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
-    """Per key, the value on the earliest span that has it."""
+    """Per key, the value on the earliest span that has it (ties: by trace and span id, so
+    that the answer does not depend on reading order). `spans`: those with metadata."""
     pairs = (
-        spans.filter(pl.col("metadata").list.len() > 0)
-        .select(pl.col("trace_id").cast(pl.String), "start_time_unix_nano", "metadata")
-        .join(traces.select("trace_id", "session_id"), on="trace_id")
+        spans.join(traces.select("trace_id", "session_id"), on="trace_id")
         .explode("metadata")
-        .sort("start_time_unix_nano", nulls_last=True, maintain_order=True)
+        .sort("start_time_unix_nano", "trace_id", "span_id", nulls_last=True)
         .select("session_id", pl.col("metadata").struct.unnest())
         .group_by("session_id", "key", maintain_order=True)
         .agg(pl.col("value").first())

@@ -106,3 +106,30 @@ def test_converted_parquet_keeps_the_span_columns(tmp_path):
     assert frame.schema == pl.Schema(SPAN_SCHEMA)
     assert frame.height == 34
     assert json.loads(run("list", str(out), "--json").stdout)
+
+
+def test_spilled_store_gives_the_same_model_as_memory(tmp_path):
+    """Past its memory limit the store buckets spans by trace on disk and the model is built a
+    group at a time: every table must come out the same as from one frame in memory."""
+    from sessions_cli import timeline
+
+    plain = tmp_path / "generated.jsonl"
+    plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
+    sources = [inputs.Source(str(plain), plain)]
+    spans, report = inputs.read_spans(sources, attributes.CHAINS, chunk_bytes=50_000)
+    reference = model.build(spans)
+    store, _ = inputs.read_store(sources, attributes.CHAINS, chunk_bytes=50_000, memory_rows=100)
+    store.group_rows = 300  # several groups, several part files per bucket
+    with store:
+        assert store.spilled
+        spilled = model.build(store.groups(), load_spans=store.spans_of)
+        assert spilled.spans is None
+        assert store.conflicting_duplicates == report.conflicting_duplicates
+        assert spilled.traces.to_dicts() == reference.traces.to_dicts()
+        assert spilled.sessions.to_dicts() == reference.sessions.to_dicts()
+        assert spilled.notices == reference.notices
+        for session_id in reference.sessions.get_column("session_id").head(5):
+            a = timeline.events(spilled, timeline.session(spilled, session_id), spans=True)
+            b = timeline.events(reference, timeline.session(reference, session_id), spans=True)
+            assert a.to_dicts() == b.to_dicts()
+    assert not store.directory.exists()  # removed on close

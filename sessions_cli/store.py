@@ -1,0 +1,150 @@
+"""Where read spans wait for the model: in memory, or, past a size, on disk by trace.
+
+Every number the model computes is per trace first (usage, roots, sessions), so spans can be
+processed in groups as long as a trace is never split between groups. Up to `memory_rows` spans
+are held as they are read. Beyond that the store spills: each span goes to one of 64 buckets by
+a hash of its trace id, buffered and written to temporary Arrow IPC files (uncompressed: as
+fast as the disk, and categoricals survive), and the model later reads a few buckets at a time. Memory then follows the group size, not the export's size.
+Within a group, spans keep the order they were read in, so "first read wins" still holds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+
+from sessions_cli.schema import compact, empty_spans
+
+MEMORY_ROWS = 400_000  # spans held before spilling (about 60 MB)
+GROUP_ROWS = 250_000  # spans per group read back from disk (one model build at a time)
+_BUCKETS = 64
+_FLUSH_ROWS = 100_000  # buffered spans written out at once, across buckets
+
+
+class SpanStore:
+    def __init__(self, memory_rows: int = MEMORY_ROWS, group_rows: int = GROUP_ROWS) -> None:
+        self.memory_rows, self.group_rows = memory_rows, group_rows
+        self.frames: list[pl.DataFrame] = []
+        self.held = 0
+        self.directory: Path | None = None  # set once spilled
+        self.parts: list[list[tuple[Path, int]]] = [[] for _ in range(_BUCKETS)]
+        self.written = 0
+        self.rows = 0
+        self.without_ids = 0  # spans dropped for want of a valid trace or span id
+        self.conflicting_duplicates = 0  # known once groups() has been read through
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def add(self, frame: pl.DataFrame) -> None:
+        valid = frame.filter(pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null())
+        self.without_ids += frame.height - valid.height
+        frame = valid
+        if frame.is_empty():
+            return
+        self.rows += frame.height
+        self.frames.append(frame)
+        self.held += frame.height
+        if self.directory is None and self.held > self.memory_rows:
+            self.directory = Path(tempfile.mkdtemp(prefix="sessions-spill-"))
+        if self.directory is not None and self.held >= _FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        buffered = pl.concat(self.frames)
+        self.frames, self.held = [], 0
+        bucket = (pl.col("trace_id").cast(pl.String).hash(seed=7) % _BUCKETS).alias("_bucket")
+        for (number,), part in (
+            buffered.with_columns(bucket)
+            .partition_by("_bucket", as_dict=True, include_key=False)
+            .items()
+        ):
+            path = self.directory / f"{number:02d}-{self.written:06d}.arrow"
+            part.write_ipc(path, compression="uncompressed")
+            self.parts[number].append((path, part.height))
+        self.written += 1
+
+    def close(self) -> None:
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> SpanStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def spilled(self) -> bool:
+        return self.directory is not None
+
+    def finish(self) -> None:
+        if self.spilled and self.frames:
+            self._flush()
+
+    def groups(self) -> Iterator[pl.DataFrame]:
+        """The spans, deduplicated (first read wins), a trace never split between groups."""
+        self.conflicting_duplicates = 0
+        for group in self._raw_groups():
+            yield self._dedupe(group)
+
+    def _dedupe(self, spans: pl.DataFrame) -> pl.DataFrame:
+        deduped = spans.unique(["trace_id", "span_id"], keep="first", maintain_order=True)
+        if deduped.height < spans.height:  # re-sent spans: were any of them different?
+            key = pl.struct("trace_id", "span_id")
+            self.conflicting_duplicates += _conflicts(spans.filter(key.is_duplicated()))
+        return deduped
+
+    def _raw_groups(self) -> Iterator[pl.DataFrame]:
+        if not self.spilled:
+            yield pl.concat(self.frames) if self.frames else compact(empty_spans())
+            return
+        self.finish()
+        group: list[Path] = []
+        size = 0
+        for bucket in self.parts:
+            count = sum(n for _, n in bucket)
+            if group and size + count > self.group_rows:
+                yield self._load(group)
+                group, size = [], 0
+            group += [path for path, _ in bucket]
+            size += count
+        if group:
+            yield self._load(group)
+
+    def spans_of(self, trace_ids: list[str]) -> pl.DataFrame:
+        """The spans of these traces, deduplicated (first read wins)."""
+        wanted = pl.Series(trace_ids, dtype=pl.String)
+        if not self.spilled:
+            spans = pl.concat(self.frames) if self.frames else compact(empty_spans())
+        else:
+            self.finish()
+            buckets = sorted(set((wanted.hash(seed=7) % _BUCKETS).to_list()))
+            spans = self._load([path for b in buckets for path, _ in self.parts[b]])
+        spans = spans.filter(pl.col("trace_id").cast(pl.String).is_in(wanted))
+        return spans.unique(["trace_id", "span_id"], keep="first", maintain_order=True)
+
+    @staticmethod
+    def _load(paths: list[Path]) -> pl.DataFrame:
+        if not paths:
+            return compact(empty_spans())
+        # Part files are named bucket-sequence: sort by sequence to keep the reading order.
+        ordered = sorted(paths, key=lambda p: p.stem.split("-")[1])
+        return pl.concat([pl.read_ipc(p) for p in ordered])
+
+
+def _conflicts(duplicated: pl.DataFrame) -> int:
+    """How many spans were read more than once with different content."""
+    content = [c for c in duplicated.columns if c not in ("trace_id", "span_id")]
+    return (
+        duplicated.with_columns(pl.struct(content).hash().alias("_content"))
+        .group_by("trace_id", "span_id")
+        .agg(pl.col("_content").n_unique())
+        .filter(pl.col("_content") > 1)
+        .height
+    )
