@@ -458,6 +458,17 @@ def convert_command(paths, strict, session_keys, price_file, cost_mode, output):
     click.echo(f"sessions: wrote {written:,} spans to {output}", err=True)
 
 
+def budget_options(command):
+    """The --max-* options of `stats`, from BUDGETS."""
+    decorators = [
+        click.option(
+            f"--{name.replace('_', '-')}", type=kind, metavar=metavar, help=f"Budget: {text}"
+        )
+        for name, (kind, metavar, text) in BUDGETS.items()
+    ]
+    return functools.reduce(lambda f, d: d(f), reversed(decorators), command)
+
+
 class _StatsValue(click.ParamType):
     """An option value read by a parser of sessions_cli.stats, imported only when used."""
 
@@ -473,6 +484,22 @@ class _StatsValue(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+BUDGETS = {
+    "max_session_cost": (click.FloatRange(min=0), "USD", "no session may cost more than USD."),
+    "max_total_cost": (click.FloatRange(min=0), "USD",
+                       "the sessions together may cost at most USD."),
+    "max_session_tokens": (click.IntRange(min=0), "N",
+                           "no session may use more than N total tokens."),
+    "max_total_tokens": (click.IntRange(min=0), "N",
+                         "the sessions together may use at most N total tokens."),
+    "max_session_duration": (_StatsValue("duration", "parse_duration_ms"), "DURATION",
+                             "no session may last longer than DURATION (90s, 5m, 1h; a bare "
+                             "number is seconds)."),
+    "max_error_rate": (_StatsValue("fraction", "parse_fraction"), "FRACTION",
+                       "at most this share of the sessions' traces may fail (0.05 or 5%)."),
+}  # fmt: skip
+
+
 @cli.command("stats")
 @input_options
 @filter_options
@@ -483,31 +510,7 @@ class _StatsValue(click.ParamType):
     "with several users, models or tags counts in each of their groups. Days, weeks (ISO) and "
     "months are of the session's start, in --tz (default UTC).",
 )
-@click.option(
-    "--max-session-cost", type=click.FloatRange(min=0), metavar="USD",
-    help="Budget: no session may cost more than USD.",
-)  # fmt: skip
-@click.option(
-    "--max-total-cost", type=click.FloatRange(min=0), metavar="USD",
-    help="Budget: the sessions together may cost at most USD.",
-)  # fmt: skip
-@click.option(
-    "--max-session-tokens", type=click.IntRange(min=0), metavar="N",
-    help="Budget: no session may use more than N total tokens.",
-)  # fmt: skip
-@click.option(
-    "--max-total-tokens", type=click.IntRange(min=0), metavar="N",
-    help="Budget: the sessions together may use at most N total tokens.",
-)  # fmt: skip
-@click.option(
-    "--max-session-duration", type=_StatsValue("duration", "parse_duration_ms"), metavar="DURATION",
-    help="Budget: no session may last longer than DURATION (90s, 5m, 1h; a bare number is "
-    "seconds).",
-)  # fmt: skip
-@click.option(
-    "--max-error-rate", type=_StatsValue("fraction", "parse_fraction"), metavar="FRACTION",
-    help="Budget: at most this share of the sessions' traces may fail (0.05 or 5%).",
-)  # fmt: skip
+@budget_options
 @output_options
 def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, columns, tz,
                   **options):  # fmt: skip
@@ -530,9 +533,7 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
     """
     from sessions_cli import query, render, render_stats, stats
 
-    budget_names = ("max_session_cost", "max_total_cost", "max_session_tokens",
-                    "max_total_tokens", "max_session_duration", "max_error_rate")  # fmt: skip
-    limits = {name: options.pop(name) for name in budget_names}
+    limits = {name: options.pop(name) for name in BUDGETS}
     if by is not None:
         by = stats.check_grouping(by)
     zone = _zone(tz)

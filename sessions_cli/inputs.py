@@ -234,23 +234,14 @@ def write_spans(spans: pl.DataFrame, path: str, suffix: str) -> int:
 
 
 def read_spans(
-    sources: list[Source],
-    chains: dict[str, tuple[str, ...]],
-    *,
-    stdin: BinaryIO | None = None,
-    chunk_bytes: int = CHUNK_BYTES,
-    strict: bool = False,
-    progress: Callable[[int], None] | None = None,
-    max_line_bytes: int = MAX_LINE_BYTES,
+    sources: list[Source], chains: dict[str, tuple[str, ...]], **options
 ) -> tuple[pl.DataFrame, Report]:
     """All spans of all sources, in memory, de-duplicated by (trace_id, span_id): first seen wins.
 
-    For `sessions convert` and tests; the commands read into a SpanStore (`read_store`).
+    For `sessions convert` and tests; the commands read into a SpanStore (`read_store`, whose
+    keyword options this takes too).
     """
-    store, report = read_store(
-        sources, chains, stdin=stdin, chunk_bytes=chunk_bytes, strict=strict, progress=progress,
-        max_line_bytes=max_line_bytes, memory_rows=None,
-    )  # fmt: skip
+    store, report = read_store(sources, chains, memory_rows=None, **options)
     with store:
         (spans,) = list(store.groups())
         report.conflicting_duplicates = store.conflicting_duplicates

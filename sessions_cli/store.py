@@ -4,8 +4,9 @@ Every number the model computes is per trace first (usage, roots, sessions), so 
 processed in groups as long as a trace is never split between groups. Up to `memory_rows` spans
 are held as they are read. Beyond that the store spills: each span goes to one of 64 buckets by
 a hash of its trace id, buffered and written to temporary Arrow IPC files (uncompressed: as
-fast as the disk, and categoricals survive), and the model later reads a few buckets at a time. Memory then follows the group size, not the export's size.
-Within a group, spans keep the order they were read in, so "first read wins" still holds.
+fast as the disk, and categoricals survive), and the model later reads a few buckets at a
+time, so spans do not accumulate in memory. Within a group, spans keep the order they were
+read in, so "first read wins" still holds.
 """
 
 from __future__ import annotations
