@@ -60,7 +60,8 @@ def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, 
         + "\n"
     )
     if groups is not None:
-        shown = groups.with_columns(pl.col("group").fill_null("(none)"))
+        # The group column is headed by what it groups: USER, MODEL, META:PLAN, ...
+        shown = groups.with_columns(pl.col("group").fill_null("(none)")).rename({"group": by})
         parts.append(f"By {by}:\n" + render.render(shown, "table", width=width))
     if budgets:
         parts.append(
