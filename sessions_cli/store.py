@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sessions_cli.errors import InputError
 from sessions_cli.schema import compact, empty_spans
 
 MEMORY_ROWS = 400_000  # spans held before spilling (about 60 MB)
@@ -64,7 +65,13 @@ class SpanStore:
             .items()
         ):
             path = self.directory / f"{number:02d}-{self.written:06d}.arrow"
-            part.write_ipc(path, compression="uncompressed")
+            try:
+                part.write_ipc(path, compression="uncompressed")
+            except OSError as exc:
+                raise InputError(
+                    f"cannot write temporary files in {self.directory} ({exc.strerror or exc}); "
+                    "set TMPDIR to a disk with room (about 70 MB per million spans)"
+                ) from exc
             self.parts[number].append((path, part.height))
         self.written += 1
 

@@ -133,3 +133,18 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path):
             b = timeline.events(reference, timeline.session(reference, session_id), spans=True)
             assert a.to_dicts() == b.to_dicts()
     assert not store.directory.exists()  # removed on close
+
+
+def test_a_full_disk_while_spilling_is_a_clear_error(tmp_path, monkeypatch):
+    import polars as pl
+
+    from sessions_cli.errors import InputError
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pl.DataFrame, "write_ipc", full)
+    plain = tmp_path / "generated.jsonl"
+    plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
+    with pytest.raises(InputError, match=r"cannot write temporary files in .*No space left"):
+        inputs.read_store([inputs.Source(str(plain), plain)], attributes.CHAINS, memory_rows=100)
