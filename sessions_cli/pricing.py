@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import polars as pl
 
 from sessions_cli.errors import UsageError
-
-COST_MODES = ("auto", "attribute", "calculate")
 
 
 def load_price_file(path: str | None) -> dict[str, tuple[float, float]]:
@@ -135,21 +133,15 @@ def _rate(model: str, provider: str | None, overrides, cache) -> tuple[bool, flo
 
 class _RateCache:
     """Rates already looked up, on disk per genai-prices release, so that a run whose models
-    are all known does not import genai-prices (0.16 s of a small run's 0.4 s). Best effort: a
-    cache that cannot be read or written is simply not used. $SESSIONS_CACHE_DIR moves it."""
+    are all known does not import genai-prices (0.16 s of a small run's 0.4 s). The file is
+    read once per process (`_stored_rates`) and written back when a lookup added to it. Best
+    effort: a cache that cannot be read or written is simply not used. $SESSIONS_CACHE_DIR
+    moves it."""
 
     def __enter__(self) -> _RateCache:
-        self.rates: dict[str, list] = {}
-        self.changed = False
         self.path = _cache_file()
-        try:
-            loaded = json.loads(self.path.read_text(encoding="utf-8")) if self.path else {}
-            if isinstance(loaded, dict):
-                self.rates = {
-                    k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 4
-                }
-        except (OSError, ValueError):
-            pass
+        self.rates = _stored_rates(self.path)
+        self.changed = False
         return self
 
     def __exit__(self, *exc) -> None:
@@ -162,6 +154,18 @@ class _RateCache:
             os.replace(temporary, self.path)  # atomic: concurrent runs never see half a file
         except OSError:
             pass
+
+
+@cache
+def _stored_rates(path: Path | None) -> dict[str, list]:
+    """The cache file's rates (one dict per file and process, shared and added to)."""
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(loaded, dict):
+        return {}
+    return {k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 4}
 
 
 def _cache_file() -> Path | None:
@@ -177,7 +181,6 @@ def _cache_file() -> Path | None:
     return Path(base) / f"rates-genai-prices-{release}.json"
 
 
-@lru_cache(maxsize=4096)
 def _genai_rate(model: str, provider: str | None) -> tuple[bool, float | None, ...]:
     probe = _calculation(model, provider, 0, 0)
     if probe is None:

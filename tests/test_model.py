@@ -7,7 +7,7 @@ import json
 import polars as pl
 import pytest
 
-from sessions_cli import attributes, model, otlp
+from sessions_cli import attributes, model, otlp, pricing
 from tests.otlp_builder import document, hex_id, span
 
 
@@ -208,4 +208,6 @@ def test_price_rates_are_cached_on_disk_and_a_broken_cache_is_ignored(tmp_path, 
     assert rates["acme-local-7b\t"] == [False, None, None, None]  # unknown: remembered as such
     assert run_json("list", str(REAL)) == first  # from the cache
     cache.write_text("{not json")
+    pricing._stored_rates.cache_clear()  # as a new process would: read the file again
     assert run_json("list", str(REAL)) == first
+    assert json.loads(cache.read_text()) == rates  # rebuilt from the price table
