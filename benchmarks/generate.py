@@ -62,7 +62,6 @@ class Generator:
     def __init__(self, seed: int, concurrency: int = 64) -> None:
         self.rng = random.Random(seed)
         self.concurrency = concurrency
-        self.session_count = 0
         words = TEXT.split()
         self.prompts = [" ".join(self.rng.choices(words, k=n)) for n in (80, 200, 400, 600)]
 
@@ -71,7 +70,6 @@ class Generator:
 
     def new_session(self, now: int) -> dict:
         rng = self.rng
-        self.session_count += 1
         return {
             "id": f"sess-{self.hex(12)}",
             "name": rng.choice(NAMES) if rng.random() < 0.7 else None,

@@ -85,6 +85,11 @@ def cli() -> None:
 # Options, defined once
 
 
+def _stacked(decorators, command):
+    """Apply option decorators as if written one above the other, first on top."""
+    return functools.reduce(lambda f, d: d(f), reversed(decorators), command)
+
+
 def input_options(command):
     decorators = [
         click.argument("paths", nargs=-1, metavar="[PATHS]..."),
@@ -117,7 +122,7 @@ def input_options(command):
             "calculate: price table only.",
         ),
     ]
-    return functools.reduce(lambda f, d: d(f), reversed(decorators), command)
+    return _stacked(decorators, command)
 
 
 def filter_options(command):
@@ -176,7 +181,7 @@ def filter_options(command):
         ),
         click.option("--errors", is_flag=True, help="Only sessions with at least one error span."),
     ]
-    return functools.reduce(lambda f, d: d(f), reversed(decorators), command)
+    return _stacked(decorators, command)
 
 
 def output_options(command):
@@ -211,7 +216,7 @@ def output_options(command):
             "Machine formats are always UTC.",
         ),
     ]
-    return functools.reduce(lambda f, d: d(f), reversed(decorators), command)
+    return _stacked(decorators, command)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -466,7 +471,7 @@ def budget_options(command):
         )
         for name, (kind, metavar, text) in BUDGETS.items()
     ]
-    return functools.reduce(lambda f, d: d(f), reversed(decorators), command)
+    return _stacked(decorators, command)
 
 
 class _StatsValue(click.ParamType):

@@ -67,10 +67,6 @@ class Report:
         if any(found.values()):
             self.problems.setdefault(label, Counter()).update(found)
 
-    @property
-    def malformed_count(self) -> int:
-        return sum(len(v) for v in self.malformed.values())
-
     def failures(self) -> list[str]:
         malformed = []
         for label, bad in self.malformed.items():

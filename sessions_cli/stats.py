@@ -16,7 +16,6 @@ from sessions_cli.errors import UsageError
 
 PERCENTILES = (50, 90, 95, 99)
 DISTRIBUTED = ("cost_usd", "total_tokens", "duration_ms", "trace_count")
-DISTRIBUTION_FIELDS = ["metric", "count", "min", "mean", *(f"p{p}" for p in PERCENTILES), "max"]
 GROUPINGS = ("user", "model", "name", "tag", "day", "week", "month", "meta:KEY")
 GROUP_FIELDS = ["group", "sessions", "traces", "total_tokens", "cost_usd", "p50_session_cost",
                 "p95_session_cost"]  # fmt: skip
