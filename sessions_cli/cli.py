@@ -41,6 +41,11 @@ def _price_table() -> str:
         return "not installed"
 
 
+def _show_version(ctx: click.Context) -> None:
+    click.echo(f"sessions {__version__} (price table: {_price_table()})")
+    ctx.exit()
+
+
 class CliError(click.ClickException):
     """A library error as the user sees it: `sessions: error: ...` and the contract's code."""
 
@@ -64,12 +69,16 @@ class SessionsGroup(click.Group):
     cls=SessionsGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(
-    __version__,
+@click.option(
     "-V",
     "--version",
-    prog_name="sessions",
-    message="%(prog)s %(version)s (price table: " + _price_table() + ")",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    # A callback, not click.version_option: its message would look the price table's release
+    # up on every start-up (24 ms), for the one run that asks.
+    callback=lambda ctx, _param, value: _show_version(ctx) if value else None,
+    help="Show the version (and the price table's release) and exit.",
 )
 def cli() -> None:
     """Session analytics for LLM application traces (OpenTelemetry exports).
