@@ -8,9 +8,10 @@ import json
 import os
 from pathlib import Path
 
+import click
 import pytest
 
-from sessions_cli import draw
+from sessions_cli import attributes, draw, inputs, model, timeline
 from tests.conftest import FIXTURES, REAL, by_id, run, run_json
 from tests.otlp_builder import document, lines, span
 
@@ -402,3 +403,19 @@ def test_offsets_read_like_a_stopwatch(ms, text):
 )  # fmt: skip
 def test_ruler_labels_are_round(ms, text):
     assert draw.tick_label(ms) == text
+
+
+def test_colour_marks_bars_only(tree):
+    spans, _ = inputs.read_spans([inputs.Source(str(tree), tree)], attributes.CHAINS)
+    built = model.build(spans)
+    one = timeline.session(built, SESSION)
+    rows = timeline.events(built, one, spans=True)
+    kwargs = dict(origin_ns=one.start_ns, end_ns=one.end_ns, width=100)
+    plain_text = draw.timeline(rows, **kwargs)
+    coloured = draw.timeline(rows, colour=True, **kwargs)
+    assert "\x1b[" not in plain_text
+    lines = coloured.splitlines()
+    assert "\x1b[" not in lines[0] + lines[1]  # headers and ruler stay plain
+    d_row = next(line for line in lines if "✗ d" in line)
+    assert "\x1b[31m" in d_row  # the failed span's bar is red
+    assert "\n".join(click.unstyle(line) for line in lines) + "\n" == plain_text
