@@ -459,16 +459,19 @@ def convert_command(paths, strict, session_keys, price_file, cost_mode, output):
       sessions list spans.parquet --sort cost --limit 10
     """
     del price_file, cost_mode  # spans are written before any pricing: cost stays as recorded
-    from sessions_cli import inputs
+    from sessions_cli import flat
 
-    spans = _read(paths, strict=strict, session_keys=session_keys)
     suffix = os.path.splitext(output)[1].lower()
+    if suffix not in flat.WRITABLE:  # before reading anything
+        raise click.BadParameter(
+            f"unknown output type {suffix or '(none)'!r}: use .parquet, .jsonl or .csv",
+            param_hint="--output",
+        )
+    spans = _read(paths, strict=strict, session_keys=session_keys)
     try:
-        written = inputs.write_spans(spans, output, suffix)
+        written = flat.write(spans, output)
     except OSError as exc:
         raise CliError(f"{output}: cannot write ({exc.strerror or exc})", ExitCode.ERROR) from None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--output") from None
     click.echo(f"sessions: wrote {written:,} spans to {output}", err=True)
 
 

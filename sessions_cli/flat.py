@@ -1,4 +1,4 @@
-"""Flat span records (contract §1): one span per row, columns as in `schema.SPAN_SCHEMA`.
+"""Flat span records (contract §1), read and written: one span per row, SPAN_SCHEMA columns.
 
 JSONL, CSV and Parquet are accepted. In text formats `tags` may be a JSON array or a
 comma-separated string and `metadata` a JSON object; times may be given as
@@ -10,12 +10,29 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from sessions_cli.otlp import normalise_id, parse_tags
-from sessions_cli.schema import SPAN_SCHEMA, conform
+from sessions_cli.render import render
+from sessions_cli.schema import SPAN_SCHEMA, conform, expand
+
+WRITABLE = (".parquet", ".jsonl", ".csv")
+
+
+def write(spans: pl.DataFrame, path: str) -> int:
+    """Write spans as flat span records (SPAN_SCHEMA columns), the type chosen by the path's
+    suffix (one of WRITABLE); returns how many. Text is written as it came: CSV formula
+    defusing is for spreadsheets, and would change the data read back."""
+    records = expand(spans)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        records.write_parquet(path, compression="zstd", statistics=False)
+    else:
+        Path(path).write_text(render(records, suffix[1:], raw_csv=True), encoding="utf-8")
+    return records.height
 
 
 def read_parquet(data: bytes, label: str) -> pl.DataFrame:

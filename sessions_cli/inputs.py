@@ -208,23 +208,6 @@ def total_bytes(sources: list[Source]) -> int | None:
     return total
 
 
-def write_spans(spans: pl.DataFrame, path: str, suffix: str) -> int:
-    """Write spans as flat span records (contract §4 span columns); returns how many."""
-    from sessions_cli.render import render
-    from sessions_cli.schema import expand
-
-    records = expand(spans)
-    if suffix == ".parquet":
-        records.write_parquet(path, compression="zstd", statistics=False)
-    elif suffix in (".jsonl", ".csv"):
-        text = render(records, suffix[1:])
-        Path(path).write_text(text, encoding="utf-8")
-    else:
-        kind = suffix or "(none)"
-        raise ValueError(f"unknown output type {kind!r}: use .parquet, .jsonl or .csv")
-    return records.height
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading
 

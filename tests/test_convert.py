@@ -49,6 +49,17 @@ def test_converted_copies_give_identical_results(tmp_path, suffix, source):
     assert run_json("stats", str(out)) == run_json("stats", str(source))
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_converted_copies_keep_text_as_it_came(tmp_path, suffix):
+    """CSV formula defusing is for spreadsheets: a converted copy must read back unchanged."""
+    hostile = FIXTURES / "bad" / "terminal_and_formula_injection.otlp.jsonl"
+    out = tmp_path / f"spans{suffix}"
+    assert run("convert", str(hostile), "-o", str(out)).exit_code == 0
+    (row,) = run_json("list", str(out))
+    assert row["session_name"] == '=HYPERLINK("http://x")'
+    assert row == run_json("list", str(hostile))[0]
+
+
 def test_gzip_and_plain_give_identical_results(tmp_path):
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
