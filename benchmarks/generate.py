@@ -252,11 +252,11 @@ class Generator:
             _, _, service, span = heapq.heappop(pending)
             yield service, span
 
-    def lines(self, total: int):
+    def lines(self, total: int, size: int = BATCH):
         batch: list[tuple[str, dict]] = []
         for item in self.spans(total):
             batch.append(item)
-            if len(batch) == BATCH:
+            if len(batch) == size:
                 yield from self.emit(batch)
                 batch = []
         if batch:
@@ -296,11 +296,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=64, help="sessions at a time")
+    parser.add_argument("--batch", type=int, default=BATCH, help="spans per exported line")
     args = parser.parse_args(argv)
     generator = Generator(args.seed, args.concurrency)
     out = args.output.open("w") if args.output else sys.stdout
     try:
-        out.writelines(generator.lines(args.spans))
+        out.writelines(generator.lines(args.spans, args.batch))
     finally:
         if args.output:
             out.close()

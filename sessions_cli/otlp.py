@@ -147,10 +147,7 @@ def spans_from_lines(
     nested_text = pl.col("nested") & pl.col("key").is_in(sorted(set(keys) - {TAGS}))
     problems["nested_text"] += attrs.select(nested_text.sum()).item()
     attrs = attrs.with_columns(pl.when(~nested_text).then("text").alias("text"))
-    wide = attrs.filter(pl.col("key").is_in(keys)).pivot(
-        on="key", on_columns=keys, index="row", values="text"
-    )
-    spans = raw.join(wide, on="row", how="left", maintain_order="left")
+    spans = raw.join(_chosen(attrs, chains), on="row", how="left", maintain_order="left")
     spans = spans.join(_tags(attrs), on="row", how="left", maintain_order="left")
     spans = spans.join(_metadata(attrs), on="row", how="left", maintain_order="left")
     *stages, last = _fields(chains, _ids_are_hex(raw))
@@ -272,6 +269,29 @@ def _json_text(expr: pl.Expr) -> pl.Expr:
     return pl.struct(v=expr).struct.json_encode().str.slice(5).str.strip_suffix("}")
 
 
+def _chosen(attrs: pl.DataFrame, chains: dict[str, tuple[str, ...]]) -> pl.DataFrame:
+    """Per span, each field's value from the first key of its chain that has one: a column
+    `_<field>` per field. Ranking the few wanted attributes and keeping the best per field
+    costs less than a column per key (45 of them) coalesced afterwards."""
+    ranked = pl.DataFrame(
+        [
+            (key, f"_{field}", rank)
+            for field, chain in chains.items()
+            for rank, key in enumerate(chain)
+        ],
+        schema={"key": pl.String, "field": pl.String, "rank": pl.Int32},
+        orient="row",
+    )
+    fields = sorted(set(ranked.get_column("field")))
+    return (
+        attrs.filter(pl.col("text").is_not_null())
+        .join(ranked, on="key")
+        .sort("row", "field", "rank")
+        .unique(["row", "field"], keep="first", maintain_order=True)
+        .pivot(on="field", on_columns=fields, index="row", values="text")
+    )
+
+
 def _tags(attrs: pl.DataFrame) -> pl.DataFrame:
     """`agentmark.tags`: a native array, a JSON array string, or a comma-separated string."""
     rows = attrs.filter(pl.col("key") == TAGS)
@@ -310,11 +330,8 @@ def _metadata(attrs: pl.DataFrame) -> pl.DataFrame:
 def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[pl.Expr]]:
     """Two stages of expressions: the chains' first values, then the normalised columns."""
 
-    def first(field: str) -> pl.Expr:
-        chain = chains[field]
-        return pl.coalesce(*chain) if chain else pl.lit(None, pl.String)
-
-    texts = [first(f).alias(f"_{f}") for f in chains]
+    # A field whose chain is empty has no column from `_chosen`.
+    missing = [pl.lit(None, pl.String).alias(f"_{f}") for f, chain in chains.items() if not chain]
     status = pl.col("status").struct.field("code").str.strip_chars()
     session, tokens_in, tokens_out = pl.col("_session_id"), pl.col("_in"), pl.col("_out")
     start, end = _instant_ns("startTimeUnixNano"), _instant_ns("endTimeUnixNano")
@@ -363,7 +380,7 @@ def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[
         pl.col("tags"),
         pl.col("metadata"),
     ]
-    return [texts, counts, normalised]
+    return [missing, counts, normalised]
 
 
 def _instant_ns(column: str) -> pl.Expr:

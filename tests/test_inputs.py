@@ -169,6 +169,13 @@ def test_session_key_replaces_the_chain(tmp_path):
     assert [r["session_id"] for r in rows] == ["mine"]
 
 
+def test_a_session_key_that_another_field_also_reads_feeds_both(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(lines(document(span("a", "1", user__id="ana", agentmark__user_id=""))))
+    [row] = run_json("list", str(path), "--session-key", "user.id")
+    assert (row["session_id"], row["user_id"]) == ("ana", "ana")
+
+
 def test_base64_and_hex_ids_of_one_span_are_the_same_span(tmp_path):
     hex_doc = document(
         span("0102030405060708090a0b0c0d0e0f10", "0102030405060708", session__id="s")
