@@ -68,24 +68,34 @@ def build(
     """The model of deduplicated spans: one frame, or groups of frames in which no trace is
     split (a SpanStore's). Every trace figure is computed within a group; sessions are built
     from all groups' traces. With groups, spans are not kept: `load_spans` reads some back."""
-    groups = [spans] if isinstance(spans, pl.DataFrame) else spans
     prices = prices or {}
     found: Counter = Counter()
-    annotated_groups, trace_parts, metadata_parts = [], [], []
-    for group in groups:
-        annotated = annotate(group, cost_mode=cost_mode, prices=prices, notices=found)
-        trace_parts.append(trace_table(annotated, found))
-        metadata_parts.append(_with_metadata(annotated))
-        if isinstance(spans, pl.DataFrame):
-            annotated_groups.append(annotated)
-    traces = pl.concat(trace_parts).sort("start_ns", "trace_id", nulls_last=True)
-    sessions = session_table(pl.concat(metadata_parts), traces)
-    kept = annotated_groups[0] if annotated_groups else None
+    if isinstance(spans, pl.DataFrame):
+        kept = annotate(spans, cost_mode=cost_mode, prices=prices, notices=found)
+        traces, with_metadata = trace_table(kept, found), _with_metadata(kept)
+    else:
+        kept = None
+        traces, with_metadata = _per_group(spans, cost_mode, prices, found)
+    sessions = session_table(with_metadata, traces)
 
     def reload(trace_ids: list[str]) -> pl.DataFrame:
         return annotate(load_spans(trace_ids), cost_mode=cost_mode, prices=prices)
 
     return Model(kept, traces, sessions, _notices(found), reload if load_spans else None)
+
+
+def _per_group(
+    groups: Iterable[pl.DataFrame], cost_mode: str, prices: dict, found: Counter
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Traces, and the spans with metadata, of every group; only one group's spans are held
+    at a time (their frames are let go here, before the sessions are built)."""
+    trace_parts, metadata_parts = [], []
+    for group in groups:
+        annotated = annotate(group, cost_mode=cost_mode, prices=prices, notices=found)
+        trace_parts.append(trace_table(annotated, found))
+        metadata_parts.append(_with_metadata(annotated))
+    traces = pl.concat(trace_parts).sort("start_ns", "trace_id", nulls_last=True)
+    return traces, pl.concat(metadata_parts)
 
 
 def _with_metadata(spans: pl.DataFrame) -> pl.DataFrame:
@@ -353,17 +363,22 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
 
 def _session_metadata(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
     """Per key, the value on the earliest span that has it (ties: by trace and span id, so
-    that the answer does not depend on reading order). `spans`: those with metadata."""
-    pairs = (
-        spans.join(traces.select("trace_id", "session_id"), on="trace_id")
-        .explode("metadata")
+    that the answer does not depend on reading order). `spans`: those with metadata. The spans
+    are put in that order before their pairs are unpacked: sorting the unpacked pairs with
+    their text raised the peak by 140 MB on 1M spans, this by 90 MB."""
+    return (
+        spans.lazy()
+        .join(traces.lazy().select("trace_id", "session_id"), on="trace_id")
         .sort("start_time_unix_nano", "trace_id", "span_id", nulls_last=True)
+        .select("session_id", "metadata")
+        .explode("metadata")
         .select("session_id", pl.col("metadata").struct.unnest())
-        .group_by("session_id", "key", maintain_order=True)
-        .agg(pl.col("value").first())
+        .unique(["session_id", "key"], keep="first", maintain_order=True)
         .sort("session_id", "key")
+        .group_by("session_id")
+        .agg(pl.struct("key", "value").alias("metadata"))
+        .collect()
     )
-    return pairs.group_by("session_id").agg(pl.struct("key", "value").alias("metadata"))
 
 
 def _union(lists: pl.Expr) -> pl.Expr:

@@ -21,8 +21,8 @@ import polars as pl
 from sessions_cli.errors import InputError
 from sessions_cli.schema import compact, empty_spans
 
-MEMORY_ROWS = 400_000  # spans held before spilling (about 60 MB)
-GROUP_ROWS = 250_000  # spans per group read back from disk (one model build at a time)
+MEMORY_ROWS = 150_000  # spans held before spilling
+GROUP_ROWS = 100_000  # spans per group read back from disk (one model build at a time)
 _BUCKETS = 64
 _FLUSH_ROWS = 100_000  # buffered spans written out at once, across buckets
 
