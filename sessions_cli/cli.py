@@ -600,7 +600,11 @@ def _load(paths, *, strict, session_keys, price_file, cost_mode):
     click.get_current_context().call_on_close(store.close)
     with _timed("model"):
         built = model.build(
-            store.groups(), cost_mode=cost_mode, prices=prices, load_spans=store.spans_of
+            store.groups(),
+            cost_mode=cost_mode,
+            prices=prices,
+            load_spans=store.spans_of,
+            spill_dir=store.directory,
         )
     report.conflicting_duplicates = store.conflicting_duplicates
     _warn(report.warnings() + list(built.notices), empty=store.rows == 0)

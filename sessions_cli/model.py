@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
 from sessions_cli import pricing
 from sessions_cli.attributes import MODEL_CALL_NAME_SUFFIXES, MODEL_CALL_OPERATIONS
+from sessions_cli.trace_store import TraceStore
 
 SESSION_FIELDS = [
     "session_id", "session_name", "user_id", "users", "start", "end", "duration_ms",
@@ -40,15 +42,24 @@ _TOKENS = ("input_tokens", "output_tokens", "total_tokens")
 @dataclass(frozen=True)
 class Model:
     spans: pl.DataFrame | None  # annotated spans (is_root, counted, ...); None when built by group
-    traces: pl.DataFrame  # one row per trace, with its session_id (null: no session)
     sessions: pl.DataFrame  # one row per session, SESSION_FIELDS
+    trace_store: TraceStore  # one row per trace, with its session_id (null: no session)
     notices: tuple[str, ...] = ()  # conflicts in the data, and how the contract resolved them
     # Annotated spans of some traces, when `spans` was not kept (read back from a SpanStore).
     load_spans: Callable[[list[str]], pl.DataFrame] | None = None
 
     @property
+    def traces(self) -> pl.DataFrame:
+        """Every trace, in start order (all of them at once: for tests and checks)."""
+        return self.trace_store.everything()
+
+    @property
     def orphans(self) -> pl.DataFrame:
-        return self.traces.filter(pl.col("session_id").is_null())
+        return self.trace_store.orphans()
+
+    def traces_of(self, session_id: str) -> pl.DataFrame:
+        """One session's traces, in start order."""
+        return self.trace_store.of_session(session_id)
 
     def spans_of(self, trace_ids: list[str]) -> pl.DataFrame:
         """The annotated spans of these traces (one session's, for a timeline)."""
@@ -64,38 +75,31 @@ def build(
     cost_mode: str = "auto",
     prices: dict[str, tuple[float, float]] | None = None,
     load_spans: Callable[[list[str]], pl.DataFrame] | None = None,
+    spill_dir: Path | None = None,
 ) -> Model:
     """The model of deduplicated spans: one frame, or groups of frames in which no trace is
-    split (a SpanStore's). Every trace figure is computed within a group; sessions are built
-    from all groups' traces. With groups, spans are not kept: `load_spans` reads some back."""
+    split (a SpanStore's). Every trace figure is computed within a group, and only one group's
+    spans are held at a time; with groups, spans are not kept: `load_spans` reads some back.
+    With `spill_dir`, trace rows wait there, and sessions are built a bucket of them at a time.
+    """
     prices = prices or {}
     found: Counter = Counter()
-    if isinstance(spans, pl.DataFrame):
-        kept = annotate(spans, cost_mode=cost_mode, prices=prices, notices=found)
-        traces, with_metadata = trace_table(kept, found), _with_metadata(kept)
-    else:
-        kept = None
-        traces, with_metadata = _per_group(spans, cost_mode, prices, found)
-    sessions = session_table(with_metadata, traces)
+    traces = TraceStore(spill_dir)
+    kept = None
+    for group in [spans] if isinstance(spans, pl.DataFrame) else spans:
+        annotated = annotate(group, cost_mode=cost_mode, prices=prices, notices=found)
+        traces.add(trace_table(annotated, found), _with_metadata(annotated))
+        if isinstance(spans, pl.DataFrame):
+            kept = annotated
+        del annotated, group  # let go of this group's spans before the next is read
+    sessions = pl.concat(
+        [session_table(metadata, in_bucket) for in_bucket, metadata in traces.buckets()]
+    ).sort("start", "session_id", nulls_last=True)
 
     def reload(trace_ids: list[str]) -> pl.DataFrame:
         return annotate(load_spans(trace_ids), cost_mode=cost_mode, prices=prices)
 
-    return Model(kept, traces, sessions, _notices(found), reload if load_spans else None)
-
-
-def _per_group(
-    groups: Iterable[pl.DataFrame], cost_mode: str, prices: dict, found: Counter
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Traces, and the spans with metadata, of every group; only one group's spans are held
-    at a time (their frames are let go here, before the sessions are built)."""
-    trace_parts, metadata_parts = [], []
-    for group in groups:
-        annotated = annotate(group, cost_mode=cost_mode, prices=prices, notices=found)
-        trace_parts.append(trace_table(annotated, found))
-        metadata_parts.append(_with_metadata(annotated))
-    traces = pl.concat(trace_parts).sort("start_ns", "trace_id", nulls_last=True)
-    return traces, pl.concat(metadata_parts)
+    return Model(kept, sessions, traces, _notices(found), reload if load_spans else None)
 
 
 def _with_metadata(spans: pl.DataFrame) -> pl.DataFrame:
@@ -356,19 +360,19 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
         .alias("cost_source"),
     )
     sessions = sessions.join(
-        _session_metadata(spans, in_session), on="session_id", how="left", maintain_order="left"
+        _session_metadata(spans), on="session_id", how="left", maintain_order="left"
     ).with_columns(pl.col("metadata").fill_null(pl.lit([], spans.schema["metadata"])))
     return sessions.select(SESSION_FIELDS)
 
 
-def _session_metadata(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
+def _session_metadata(spans: pl.DataFrame) -> pl.DataFrame:
     """Per key, the value on the earliest span that has it (ties: by trace and span id, so
-    that the answer does not depend on reading order). `spans`: those with metadata. The spans
+    that the answer does not depend on reading order). `spans`: those with metadata, with their
+    trace's session_id (TraceStore). The spans
     are put in that order before their pairs are unpacked: sorting the unpacked pairs with
     their text raised the peak by 140 MB on 1M spans, this by 90 MB."""
     return (
         spans.lazy()
-        .join(traces.lazy().select("trace_id", "session_id"), on="trace_id")
         .sort("start_time_unix_nano", "trace_id", "span_id", nulls_last=True)
         .select("session_id", "metadata")
         .explode("metadata")

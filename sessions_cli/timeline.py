@@ -30,9 +30,7 @@ class Session:
 
 
 def session(model: Model, session_id: str) -> Session:
-    traces = model.traces.filter(pl.col("session_id") == session_id).sort(
-        "start_ns", "trace_id", nulls_last=True
-    )
+    traces = model.traces_of(session_id)
     return Session(
         row=model.sessions.filter(pl.col("session_id") == session_id),
         traces=traces,

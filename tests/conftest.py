@@ -17,6 +17,7 @@ settings.load_profile("default")
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 REAL = FIXTURES / "agentmark.otlp.jsonl"
 REAL_PROTO = FIXTURES / "agentmark.protojson.jsonl"
+GENERATED = FIXTURES / "generated.otlp.jsonl.gz"  # benchmarks/generate.py, 2,000 spans
 EDGE = FIXTURES / "edge"
 
 

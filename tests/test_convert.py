@@ -10,9 +10,7 @@ import json
 import pytest
 
 from sessions_cli import attributes, cli, inputs, model
-from tests.conftest import FIXTURES, REAL, run, run_json
-
-GENERATED = FIXTURES / "generated.otlp.jsonl.gz"
+from tests.conftest import FIXTURES, GENERATED, REAL, run, run_json
 
 
 def sessions_of(spans) -> list[dict]:
@@ -119,10 +117,13 @@ def test_converted_parquet_keeps_the_span_columns(tmp_path):
     assert json.loads(run("list", str(out), "--json").stdout)
 
 
-def test_spilled_store_gives_the_same_model_as_memory(tmp_path):
-    """Past its memory limit the store buckets spans by trace on disk and the model is built a
-    group at a time: every table must come out the same as from one frame in memory."""
-    from sessions_cli import timeline
+def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
+    """Past its memory limit the store buckets spans by trace on disk, the model is built a
+    group at a time, and trace rows wait on disk by session: every table must come out the
+    same as from one frame in memory."""
+    from sessions_cli import timeline, trace_store
+
+    monkeypatch.setattr(trace_store, "_FLUSH_ROWS", 40)  # several trace files per bucket
 
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
@@ -133,12 +134,15 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path):
     store.group_rows = 300  # several groups, several part files per bucket
     with store:
         assert store.spilled
-        spilled = model.build(store.groups(), load_spans=store.spans_of)
+        spilled = model.build(store.groups(), load_spans=store.spans_of, spill_dir=store.directory)
         assert spilled.spans is None
+        assert len(list(store.directory.glob("traces-*.arrow"))) > trace_store._BUCKETS
         assert store.conflicting_duplicates == report.conflicting_duplicates
         assert spilled.traces.to_dicts() == reference.traces.to_dicts()
         assert spilled.sessions.to_dicts() == reference.sessions.to_dicts()
         assert spilled.notices == reference.notices
+        assert spilled.orphans.to_dicts() == reference.orphans.to_dicts()
+        assert not spilled.orphans.is_empty()
         for session_id in reference.sessions.get_column("session_id").head(5):
             a = timeline.events(spilled, timeline.session(spilled, session_id), spans=True)
             b = timeline.events(reference, timeline.session(reference, session_id), spans=True)

@@ -12,10 +12,9 @@ import click
 import pytest
 
 from sessions_cli import attributes, draw, inputs, model, timeline
-from tests.conftest import FIXTURES, REAL, by_id, run, run_json
+from tests.conftest import GENERATED, REAL, by_id, run, run_json
 from tests.otlp_builder import document, lines, span
 
-GENERATED = FIXTURES / "generated.otlp.jsonl.gz"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SESSION = "sess-tree"
 

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, REAL, run, run_json
+from tests.conftest import GENERATED as GENERATED_PATH
+from tests.conftest import REAL, run, run_json
 from tests.otlp_builder import document, lines, span
 
-GENERATED = str(FIXTURES / "generated.otlp.jsonl.gz")
+GENERATED = str(GENERATED_PATH)
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
