@@ -788,10 +788,10 @@ def _emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) 
     if rows.is_empty():
         click.echo(f"sessions: {empty_note}", err=True)
     width = _table_width() if fmt == "table" else None
-    text = render.render(
+    for piece in render.pieces(
         rows.select(wanted), fmt, tz=zone, width=width, seconds=seconds, raw_csv=_raw_csv()
-    )
-    _out(text)
+    ):
+        _out(piece)
 
 
 def _out(text: str) -> None:

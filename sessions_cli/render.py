@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterator, Sequence
 from datetime import tzinfo
 
 import polars as pl
@@ -59,18 +60,48 @@ def render(
     Table times show minutes, or seconds with `seconds` (rows minutes apart, such as one
     session's traces). CSV/TSV text cells that a spreadsheet would run as a formula are
     defused with a leading `'`, unless `raw_csv`."""
+    return "".join(pieces(rows, fmt, tz=tz, width=width, seconds=seconds, raw_csv=raw_csv))
+
+
+# Machine formats are rendered this many rows at a time: as Python objects a row takes a few
+# KB, and a big export has hundreds of thousands of sessions.
+_SLICE = 5_000
+
+
+def pieces(
+    rows: pl.DataFrame,
+    fmt: str,
+    *,
+    tz: tzinfo | None = None,
+    width: int | None = None,
+    seconds: bool = False,
+    raw_csv: bool = False,
+) -> Iterator[str]:
+    """`render`'s text in pieces, to be written as they come."""
     if fmt == "table":
-        return _table(rows, tz=tz, width=width, seconds=seconds)
-    if fmt in ("csv", "tsv"):
-        return _delimited(rows, "," if fmt == "csv" else "\t", defuse=not raw_csv)
-    records = to_records(rows)
-    if fmt == "json":
-        return json.dumps(records, ensure_ascii=False, indent=2) + "\n"
-    if fmt == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    if fmt == "markdown":
-        return _markdown(rows)
-    raise ValueError(f"unknown format {fmt!r}")
+        yield _table(rows, tz=tz, width=width, seconds=seconds)
+    elif fmt == "markdown":
+        yield _markdown(rows)
+    elif fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    elif fmt == "json" and rows.is_empty():
+        yield "[]\n"
+    else:
+        for offset in range(0, max(rows.height, 1), _SLICE):
+            part = rows.slice(offset, _SLICE)
+            if fmt in ("csv", "tsv"):
+                separator = "," if fmt == "csv" else "\t"
+                yield _delimited(part, separator, defuse=not raw_csv, header=offset == 0)
+            elif fmt == "jsonl":
+                yield "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in to_records(part))
+            else:  # the pieces of one JSON array, as json.dumps(records, indent=2) writes it
+                items = ",\n".join(
+                    textwrap.indent(json.dumps(r, ensure_ascii=False, indent=2), "  ")
+                    for r in to_records(part)
+                )
+                yield ("[\n" if offset == 0 else ",\n") + items
+        if fmt == "json":
+            yield "\n]\n"
 
 
 def to_json(value) -> str:
@@ -126,7 +157,9 @@ def _json_column(rows: pl.DataFrame, column: str) -> pl.Series:
     return pl.Series(column, values, dtype=pl.String)
 
 
-def _delimited(rows: pl.DataFrame, separator: str, *, defuse: bool = True) -> str:
+def _delimited(
+    rows: pl.DataFrame, separator: str, *, defuse: bool = True, header: bool = True
+) -> str:
     flat = _flat_frame(rows)
     if defuse:
         flat = flat.with_columns(
@@ -137,7 +170,7 @@ def _delimited(rows: pl.DataFrame, separator: str, *, defuse: bool = True) -> st
             for c, dtype in flat.schema.items()
             if dtype == pl.String
         )
-    return flat.write_csv(separator=separator, float_precision=None)
+    return flat.write_csv(separator=separator, float_precision=None, include_header=header)
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").

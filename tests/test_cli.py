@@ -9,7 +9,7 @@ import json
 import pytest
 
 from sessions_cli import __version__
-from tests.conftest import REAL, run, run_json
+from tests.conftest import GENERATED, REAL, run, run_json
 from tests.otlp_builder import document, lines, span
 
 DAY_MS = 86_400_000
@@ -323,3 +323,18 @@ def test_orphans_list_traces(three, tmp_path):
     assert run_json("list", "--orphans", str(REAL), "--search", "health")[0]["trace_name"] == (
         "healthcheck"
     )
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "tsv"])
+def test_machine_formats_written_in_slices_are_the_same_text(fmt, monkeypatch):
+    """Big outputs are rendered a slice of rows at a time; the text must not show it."""
+    from sessions_cli import render
+
+    args = ("list", str(GENERATED), "--format", fmt, "--sort", "cost")
+    whole = run(*args)
+    assert whole.exit_code == 0
+    for size in (1, 7, 10**6):
+        monkeypatch.setattr(render, "_SLICE", size)
+        assert run(*args).stdout == whole.stdout, size
+    if fmt == "json":
+        assert len(json.loads(whole.stdout)) > 7
