@@ -467,11 +467,13 @@ def convert_command(paths, strict, session_keys, price_file, cost_mode, output):
             f"unknown output type {suffix or '(none)'!r}: use .parquet, .jsonl or .csv",
             param_hint="--output",
         )
-    spans = _read(paths, strict=strict, session_keys=session_keys)
+    store, report = _store(paths, strict=strict, session_keys=session_keys)
     try:
-        written = flat.write(spans, output)
+        written = flat.write(store.groups(), output, scratch=store.directory)
     except OSError as exc:
         raise CliError(f"{output}: cannot write ({exc.strerror or exc})", ExitCode.ERROR) from None
+    report.conflicting_duplicates = store.conflicting_duplicates
+    _warn(report.warnings(), empty=store.rows == 0)
     click.echo(f"sessions: wrote {written:,} spans to {output}", err=True)
 
 
@@ -590,14 +592,10 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
 def _load(paths, *, strict, session_keys, price_file, cost_mode):
     """The model of PATHS. Spans wait in a SpanStore (on disk past a size); it is removed when
     the command ends."""
-    from sessions_cli import attributes, inputs, model, pricing
+    from sessions_cli import model, pricing
 
     prices = pricing.load_price_file(price_file)
-    with _reading(paths) as (sources, progress), _timed("read"):
-        store, report = inputs.read_store(
-            sources, attributes.chains(tuple(session_keys)), strict=strict, progress=progress
-        )
-    click.get_current_context().call_on_close(store.close)
+    store, report = _store(paths, strict=strict, session_keys=session_keys)
     with _timed("model"):
         built = model.build(
             store.groups(),
@@ -626,16 +624,17 @@ def _timed(phase: str):
         _TIMINGS[phase] = _TIMINGS.get(phase, 0.0) + time.perf_counter() - started
 
 
-def _read(paths, *, strict, session_keys):
-    """All normalised, deduplicated spans in memory (sessions convert)."""
+def _store(paths, *, strict, session_keys):
+    """The deduplicated spans of PATHS, in a SpanStore (on disk past a size) that is removed
+    when the command ends, and the report of what was read."""
     from sessions_cli import attributes, inputs
 
     with _reading(paths) as (sources, progress), _timed("read"):
-        spans, report = inputs.read_spans(
+        store, report = inputs.read_store(
             sources, attributes.chains(tuple(session_keys)), strict=strict, progress=progress
         )
-    _warn(report.warnings(), empty=spans.is_empty())
-    return spans
+    click.get_current_context().call_on_close(store.close)
+    return store, report
 
 
 @contextlib.contextmanager

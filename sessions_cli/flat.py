@@ -10,29 +10,49 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from sessions_cli.otlp import normalise_id, parse_tags
-from sessions_cli.render import render
+from sessions_cli.render import pieces
 from sessions_cli.schema import SPAN_SCHEMA, conform, expand
 
 WRITABLE = (".parquet", ".jsonl", ".csv")
 
 
-def write(spans: pl.DataFrame, path: str) -> int:
-    """Write spans as flat span records (SPAN_SCHEMA columns), the type chosen by the path's
-    suffix (one of WRITABLE); returns how many. Text is written as it came: CSV formula
-    defusing is for spreadsheets, and would change the data read back."""
-    records = expand(spans)
+def write(groups: Iterable[pl.DataFrame], path: str, scratch: Path | None = None) -> int:
+    """Write spans, a group at a time, as flat span records (SPAN_SCHEMA columns), the type
+    chosen by the path's suffix (one of WRITABLE); returns how many. Text is written as it
+    came: CSV formula defusing is for spreadsheets, and would change the data read back.
+
+    A Parquet file cannot be appended to: with `scratch` (a spilled store's directory) the
+    groups wait there as Arrow files and are streamed into one Parquet file, so memory
+    follows a group, not the export."""
     suffix = Path(path).suffix.lower()
+    count = 0
     if suffix == ".parquet":
-        records.write_parquet(path, compression="zstd", statistics=False)
-    else:
-        Path(path).write_text(render(records, suffix[1:], raw_csv=True), encoding="utf-8")
-    return records.height
+        held, parts = [], []
+        for number, group in enumerate(groups):
+            records = expand(group)
+            count += records.height
+            if scratch is None:
+                held.append(records)
+            else:
+                parts.append(scratch / f"convert-{number:06d}.arrow")
+                records.write_ipc(parts[-1], compression="uncompressed")
+            del records, group
+        source = pl.scan_ipc(parts) if parts else pl.concat(held).lazy()
+        source.sink_parquet(path, compression="zstd", statistics=False)
+        return count
+    with open(path, "w", encoding="utf-8") as out:
+        for number, group in enumerate(groups):
+            records = expand(group)
+            count += records.height
+            out.writelines(pieces(records, suffix[1:], raw_csv=True, header=number == 0))
+    return count
 
 
 def read_parquet(data: bytes, label: str) -> pl.DataFrame:

@@ -217,8 +217,8 @@ def read_spans(
 ) -> tuple[pl.DataFrame, Report]:
     """All spans of all sources, in memory, de-duplicated by (trace_id, span_id): first seen wins.
 
-    For `sessions convert` and tests; the commands read into a SpanStore (`read_store`, whose
-    keyword options this takes too).
+    For tests; the commands read into a SpanStore (`read_store`, whose keyword options this
+    takes too).
     """
     store, report = read_store(sources, chains, memory_rows=None, **options)
     with store:

@@ -76,8 +76,10 @@ def pieces(
     width: int | None = None,
     seconds: bool = False,
     raw_csv: bool = False,
+    header: bool = True,
 ) -> Iterator[str]:
-    """`render`'s text in pieces, to be written as they come."""
+    """`render`'s text in pieces, to be written as they come. `header`: CSV/TSV column names
+    first (not for rows appended to a file that has them)."""
     if fmt == "table":
         yield _table(rows, tz=tz, width=width, seconds=seconds)
     elif fmt == "markdown":
@@ -91,7 +93,8 @@ def pieces(
             part = rows.slice(offset, _SLICE)
             if fmt in ("csv", "tsv"):
                 separator = "," if fmt == "csv" else "\t"
-                yield _delimited(part, separator, defuse=not raw_csv, header=offset == 0)
+                first = header and offset == 0
+                yield _delimited(part, separator, defuse=not raw_csv, header=first)
             elif fmt == "jsonl":
                 yield "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in to_records(part))
             else:  # the pieces of one JSON array, as json.dumps(records, indent=2) writes it
