@@ -51,15 +51,19 @@ def measure(args: list[str], stdout=subprocess.DEVNULL) -> tuple[float, float, b
     return wall, usage.ru_maxrss / 1024, out
 
 
-def generated(spans: int, data: Path) -> Path:
-    path = data / f"otlp-{spans}.jsonl"
+FULL_BATCH = 512  # spans per line of a busy exporter (OTel's BatchSpanProcessor maximum)
+
+
+def generated(spans: int, data: Path, batch: int = FULL_BATCH) -> Path:
+    path = data / (f"otlp-{spans}.jsonl" if batch == FULL_BATCH else f"otlp-{spans}-b{batch}.jsonl")
     if not path.exists():
         data.mkdir(parents=True, exist_ok=True)
         print(f"generating {path} ...", file=sys.stderr)
         subprocess.run(
-            [sys.executable, str(HERE / "generate.py"), "--spans", str(spans), "-o", str(path)],
+            [sys.executable, str(HERE / "generate.py"), "--spans", str(spans), "-o", str(path),
+             "--batch", str(batch)],
             check=True,
-        )
+        )  # fmt: skip
     return path
 
 
@@ -69,27 +73,11 @@ def median_of(runs: list[tuple[float, float, bytes]]) -> tuple[float, float]:
 
 def bench_size(spans: int, data: Path, repeat: int, duckdb: bool) -> list[tuple]:
     path = generated(spans, data)
-    rows = []
+    rows = list_vs_duckdb(path, spans, repeat, duckdb)
     size_mb = path.stat().st_size / 1e6
-    listed, duck = [], []
-    for _ in range(repeat):  # alternate, so both see the same machine state
-        listed.append(measure([SESSIONS, "list", str(path), "--json"], stdout=None))
-        if duckdb:
-            duck.append(measure([sys.executable, str(HERE / "duckdb_sessions.py"), str(path)],
-                                stdout=None))  # fmt: skip
-    sessions_json = json.loads(listed[0][2])
-    wall, peak = median_of(listed)
-    rows.append((spans, size_mb, "sessions list", wall, peak))
-    if duckdb:
-        d_wall, d_peak = median_of(duck)
-        rows.append((spans, size_mb, "duckdb (same aggregate)", d_wall, d_peak))
-        found = duck[0][2].decode().split()
-        agree = int(found[0]) == len(sessions_json) and int(found[2]) == sum(
-            s["span_count"] for s in sessions_json
-        )
-        rows.append((spans, size_mb, f"list vs duckdb: {d_wall / wall:.1f}x faster, "
-                     f"results {'agree' if agree else 'DIFFER'}", None, None))  # fmt: skip
-    busiest = max(sessions_json, key=lambda s: s["span_count"])["session_id"]
+    listed = json.loads(LISTED[str(path)][0][2])
+    wall = statistics.median(r[0] for r in LISTED[str(path)])
+    busiest = max(listed, key=lambda s: s["span_count"])["session_id"]
     for name, args in [
         ("sessions show", ["show", busiest, str(path), "--json"]),
         ("sessions timeline --spans", ["timeline", busiest, str(path), "--spans", "--json"]),
@@ -108,6 +96,35 @@ def bench_size(spans: int, data: Path, repeat: int, duckdb: bool) -> list[tuple]
     parquet_read = statistics.median(READS[str(parquet)])
     rows.append((spans, size_mb, f"read phase: json {json_read:.2f} s, parquet {parquet_read:.2f} s"
                  f" = {json_read / parquet_read:.0f}x faster", None, None))  # fmt: skip
+    return rows
+
+
+LISTED: dict[str, list[tuple[float, float, bytes]]] = {}  # `sessions list` runs, per input
+
+
+def list_vs_duckdb(path: Path, spans: int, repeat: int, duckdb: bool, shape: str = "") -> list:
+    """`sessions list` and the DuckDB query, run alternately; their medians and ratio."""
+    rows = []
+    size_mb = path.stat().st_size / 1e6
+    listed, duck = [], []
+    for _ in range(repeat):  # alternate, so both see the same machine state
+        listed.append(measure([SESSIONS, "list", str(path), "--json"], stdout=None))
+        if duckdb:
+            duck.append(measure([sys.executable, str(HERE / "duckdb_sessions.py"), str(path)],
+                                stdout=None))  # fmt: skip
+    LISTED[str(path)] = listed
+    sessions_json = json.loads(listed[0][2])
+    wall, peak = median_of(listed)
+    rows.append((spans, size_mb, f"sessions list{shape}", wall, peak))
+    if duckdb:
+        d_wall, d_peak = median_of(duck)
+        rows.append((spans, size_mb, f"duckdb (same aggregate){shape}", d_wall, d_peak))
+        found = duck[0][2].decode().split()
+        agree = int(found[0]) == len(sessions_json) and int(found[2]) == sum(
+            s["span_count"] for s in sessions_json
+        )
+        rows.append((spans, size_mb, f"list vs duckdb{shape}: {d_wall / wall:.1f}x faster, "
+                     f"results {'agree' if agree else 'DIFFER'}", None, None))  # fmt: skip
     return rows
 
 
@@ -130,10 +147,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--data", type=Path, default=HERE / "data")
     parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB comparison")
+    parser.add_argument(
+        "--small-batches", type=int, default=16, metavar="N",
+        help="also race list against DuckDB on files of N-span lines, as a quieter app's "
+        "exporter sends them (0: skip)",
+    )  # fmt: skip
     args = parser.parse_args()
     rows = startup(args.data, args.repeat)
     for spans in (int(s) for s in args.sizes.split(",")):
         rows += bench_size(spans, args.data, args.repeat, duckdb=not args.no_duckdb)
+        if args.small_batches:
+            path = generated(spans, args.data, args.small_batches)
+            shape = f" ({args.small_batches}-span lines)"
+            rows += list_vs_duckdb(path, spans, args.repeat, not args.no_duckdb, shape)
     print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, repeat {args.repeat}\n")
     print("| spans | input MB | command | wall s (median) | peak MB |")
     print("|---:|---:|---|---:|---:|")

@@ -374,7 +374,8 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
         if not head:
             return
         if head.startswith(_PARQUET):
-            reader.add_frame(flat.read_parquet(stream.read(), source.label))
+            for frame in flat.read_parquet(stream.read(), source.label):
+                reader.add_frame(frame)
             return
         first = head.decode("utf-8", "replace").lstrip(_BOM)[:1]
         if first in "{[":

@@ -46,21 +46,10 @@ _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def render(
-    rows: pl.DataFrame,
-    fmt: str,
-    *,
-    tz: tzinfo | None = None,
-    width: int | None = None,
-    seconds: bool = False,
-    raw_csv: bool = False,
-) -> str:
-    """The text to print for `rows` (already restricted to the columns to show).
-
-    Table times show minutes, or seconds with `seconds` (rows minutes apart, such as one
-    session's traces). CSV/TSV text cells that a spreadsheet would run as a formula are
-    defused with a leading `'`, unless `raw_csv`."""
-    return "".join(pieces(rows, fmt, tz=tz, width=width, seconds=seconds, raw_csv=raw_csv))
+def render(rows: pl.DataFrame, fmt: str, **options) -> str:
+    """The text to print for `rows` (already restricted to the columns to show); the options
+    are `pieces`'."""
+    return "".join(pieces(rows, fmt, **options))
 
 
 # Machine formats are rendered this many rows at a time: as Python objects a row takes a few
@@ -78,8 +67,12 @@ def pieces(
     raw_csv: bool = False,
     header: bool = True,
 ) -> Iterator[str]:
-    """`render`'s text in pieces, to be written as they come. `header`: CSV/TSV column names
-    first (not for rows appended to a file that has them)."""
+    """The text to print for `rows`, in pieces to be written as they come.
+
+    Table times show minutes, or seconds with `seconds` (rows minutes apart, such as one
+    session's traces). CSV/TSV text cells that a spreadsheet would run as a formula are
+    defused with a leading `'`, unless `raw_csv`; `header`: CSV/TSV column names first (not
+    for rows appended to a file that has them)."""
     if fmt == "table":
         yield _table(rows, tz=tz, width=width, seconds=seconds)
     elif fmt == "markdown":

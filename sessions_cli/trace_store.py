@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sessions_cli.errors import InputError
+from sessions_cli.store import write_part
 
 _BUCKETS = 16
 _ORPHANS = _BUCKETS  # the bucket of traces without a session
@@ -63,13 +63,7 @@ class TraceStore:
                 "_b", as_dict=True, include_key=False
             ).items():
                 path = self.directory / f"{kind}-{number:02d}-{self.written:06d}.arrow"
-                try:
-                    part.write_ipc(path, compression="uncompressed")
-                except OSError as exc:
-                    raise InputError(
-                        f"cannot write temporary files in {self.directory} "
-                        f"({exc.strerror or exc}); set TMPDIR to a disk with room"
-                    ) from exc
+                write_part(part, path)
                 self.files.setdefault((kind, number), []).append(path)
         self.traces, self.metadata, self.held = [], [], 0
         self.written += 1

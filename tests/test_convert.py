@@ -70,6 +70,16 @@ def test_a_spilled_store_converts_group_by_group_to_the_same_spans(tmp_path, suf
         assert out.read_text().count("trace_id,span_id") == 1
 
 
+def test_parquet_read_a_slice_at_a_time_gives_the_same_results(tmp_path, monkeypatch):
+    from sessions_cli import flat
+
+    out = tmp_path / "spans.parquet"
+    assert run("convert", str(GENERATED), "-o", str(out)).exit_code == 0
+    whole = run_json("list", str(out))
+    monkeypatch.setattr(flat, "PARQUET_ROWS", 300)  # 2,008 spans: seven slices
+    assert run_json("list", str(out)) == whole == run_json("list", str(GENERATED))
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_converted_copies_keep_text_as_it_came(tmp_path, suffix):
     """CSV formula defusing is for spreadsheets: a converted copy must read back unchanged."""
