@@ -12,6 +12,7 @@ one by one in Python; each valid document is reshaped into the exact form the fa
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
@@ -105,10 +106,14 @@ def spans_from_lines(
             pl.col("r").struct.field("instrumentationLibrarySpans"),
         )
     )
+    # Each polars call has a fixed cost that matters on a 4 MB batch: steps that the data does
+    # not need (the pre-1.0 field name, resource attributes nobody reads) are skipped.
+    legacy = resources.get_column("instrumentationLibrarySpans")
     scopes = pl.concat(
         [
             resources.select("res", pl.col(field).alias("scope")).explode("scope")
             for field in ("scopeSpans", "instrumentationLibrarySpans")
+            if field == "scopeSpans" or legacy.null_count() < len(legacy)
         ]
     )
     raw = (
@@ -122,21 +127,18 @@ def spans_from_lines(
         return empty_spans()
 
     keys = sorted({k for chain in chains.values() for k in chain} | {TAGS})
-    span_attrs = _attribute_rows(raw, "row", keys).with_columns(prio=pl.lit(0))
-    resource_attrs = (
-        _attribute_rows(resources, "res", keys)
-        .join(raw.select("row", "res"), on="res")
-        .drop("res")
-        .with_columns(prio=pl.lit(1))
-    )
+    attrs = _attribute_rows(raw, "row", keys)
     # Span attributes override resource attributes with the same key (contract §2). Resources
     # seldom carry a key we read (service.name is not one): then there is nothing to override.
-    attrs = span_attrs
-    if not resource_attrs.is_empty():
-        attrs = (
-            pl.concat([span_attrs, resource_attrs.select(span_attrs.columns)])
-            .sort("prio", maintain_order=True)
-            .unique(["row", "key"], keep="first", maintain_order=True)
+    resource_keys = resources.get_column("attributes").explode().struct.field("key")
+    if (resource_keys.is_in(keys) | resource_keys.str.starts_with(METADATA_PREFIX)).any():
+        resource_attrs = (
+            _attribute_rows(resources, "res", keys)
+            .join(raw.select("row", "res"), on="res")
+            .select(attrs.columns)
+        )
+        attrs = pl.concat([attrs, resource_attrs]).unique(
+            ["row", "key"], keep="first", maintain_order=True
         )
     if not trust_nul and (
         attrs.get_column("text").str.contains("\x00", literal=True).any()
@@ -148,13 +150,20 @@ def spans_from_lines(
     problems["nested_text"] += attrs.select(nested_text.sum()).item()
     attrs = attrs.with_columns(pl.when(~nested_text).then("text").alias("text"))
     spans = raw.join(_chosen(attrs, chains), on="row", how="left", maintain_order="left")
-    spans = spans.join(_tags(attrs), on="row", how="left", maintain_order="left")
-    spans = spans.join(_metadata(attrs), on="row", how="left", maintain_order="left")
+    # Tags and metadata are joined on only when some span has them (`conform` adds them empty).
+    present = attrs.get_column("key")
+    extra = []
+    if (present == TAGS).any():
+        spans = spans.join(_tags(attrs), on="row", how="left", maintain_order="left")
+        extra.append("tags")
+    if present.str.starts_with(METADATA_PREFIX).any():
+        spans = spans.join(_metadata(attrs), on="row", how="left", maintain_order="left")
+        extra.append("metadata")
     *stages, last = _fields(chains, _ids_are_hex(raw))
     for stage in stages:
         spans = spans.with_columns(stage)
     _count_problems(spans, problems)
-    return conform(spans.select(last))
+    return conform(spans.select(*last, *extra))
 
 
 # What `spans_from_lines` counts, and how a warning names it: (one, many).
@@ -273,22 +282,28 @@ def _chosen(attrs: pl.DataFrame, chains: dict[str, tuple[str, ...]]) -> pl.DataF
     """Per span, each field's value from the first key of its chain that has one: a column
     `_<field>` per field. Ranking the few wanted attributes and keeping the best per field
     costs less than a column per key (45 of them) coalesced afterwards."""
-    ranked = pl.DataFrame(
-        [
-            (key, f"_{field}", rank)
-            for field, chain in chains.items()
-            for rank, key in enumerate(chain)
-        ],
-        schema={"key": pl.String, "field": pl.String, "rank": pl.Int32},
-        orient="row",
-    )
-    fields = sorted(set(ranked.get_column("field")))
+    ranked = _ranked(tuple(chains.items()))
     return (
         attrs.filter(pl.col("text").is_not_null())
         .join(ranked, on="key")
         .sort("row", "field", "rank")
         .unique(["row", "field"], keep="first", maintain_order=True)
-        .pivot(on="field", on_columns=fields, index="row", values="text")
+        .pivot(
+            on="field",
+            on_columns=sorted(set(ranked.get_column("field"))),
+            index="row",
+            values="text",
+        )
+    )
+
+
+@functools.cache
+def _ranked(chains: tuple[tuple[str, tuple[str, ...]], ...]) -> pl.DataFrame:
+    """(key, field column, rank in the field's chain): built once, not per batch."""
+    return pl.DataFrame(
+        [(key, f"_{field}", rank) for field, chain in chains for rank, key in enumerate(chain)],
+        schema={"key": pl.String, "field": pl.String, "rank": pl.Int32},
+        orient="row",
     )
 
 
@@ -377,8 +392,6 @@ def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[
             ),
         ).alias("total_tokens"),
         pl.col("_cost").alias("cost_usd"),
-        pl.col("tags"),
-        pl.col("metadata"),
     ]
     return [missing, counts, normalised]
 

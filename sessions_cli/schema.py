@@ -41,10 +41,12 @@ def empty_spans() -> pl.DataFrame:
 
 def conform(frame: pl.DataFrame) -> pl.DataFrame:
     """Add missing columns as nulls and put every column in schema order and type."""
-    missing = [pl.lit(None, dtype).alias(c) for c, dtype in SPAN_SCHEMA.items() if c not in frame]
-    return frame.with_columns(missing).select(
-        pl.col(c).cast(dtype, strict=False) for c, dtype in SPAN_SCHEMA.items()
-    )
+    return frame.select(
+        pl.col(c) if frame.schema.get(c) == dtype
+        else pl.col(c).cast(dtype, strict=False) if c in frame.schema
+        else pl.lit(None, dtype).alias(c)
+        for c, dtype in SPAN_SCHEMA.items()
+    )  # fmt: skip
 
 
 # How spans are held in memory while a command runs: repeated text as categoricals (4 bytes a
