@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from sessions_cli.otlp import normalise_id, parse_tags
+from sessions_cli.otlp import ids_are_hex, normalise_id, parse_tags
 from sessions_cli.render import pieces
 from sessions_cli.schema import SPAN_SCHEMA, conform, expand
 from sessions_cli.store import write_part
@@ -123,9 +123,12 @@ def _text(value: Any) -> str | None:
 def _normalise(frame: pl.DataFrame) -> pl.DataFrame:
     """Text or typed columns -> the span schema."""
     exprs = []
-    for column, hex_len in (("trace_id", 32), ("span_id", 16), ("parent_span_id", 16)):
+    ids = (("trace_id", 32), ("span_id", 16), ("parent_span_id", 16))
+    all_hex = ids_are_hex(frame, ids)  # as `convert` writes them: skips the base64 branch
+    for column, hex_len in ids:
         if column in frame.columns:
-            exprs.append(normalise_id(pl.col(column).cast(pl.String), hex_len).alias(column))
+            id_text = pl.col(column).cast(pl.String)
+            exprs.append(normalise_id(id_text, hex_len, all_hex).alias(column))
     for ns, iso in (("start_time_unix_nano", "start"), ("end_time_unix_nano", "end")):
         if ns not in frame.columns and iso in frame.columns:
             exprs.append(

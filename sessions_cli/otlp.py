@@ -159,7 +159,7 @@ def spans_from_lines(
     if present.str.starts_with(METADATA_PREFIX).any():
         spans = spans.join(_metadata(attrs), on="row", how="left", maintain_order="left")
         extra.append("metadata")
-    *stages, last = _fields(chains, _ids_are_hex(raw))
+    *stages, last = _fields(chains, ids_are_hex(raw))
     for stage in stages:
         spans = spans.with_columns(stage)
     _count_problems(spans, problems)
@@ -212,14 +212,19 @@ def _count_problems(spans: pl.DataFrame, problems: Counter) -> None:
     problems.update({k: v for k, v in found.items() if v})
 
 
-def _ids_are_hex(raw: pl.DataFrame) -> bool:
-    """Every trace, span and parent id already lowercase hex of the right length (or absent)."""
+_OTLP_IDS = (("traceId", 32), ("spanId", 16), ("parentSpanId", 16))
+
+
+def ids_are_hex(frame: pl.DataFrame, columns: tuple[tuple[str, int], ...] = _OTLP_IDS) -> bool:
+    """Every id in these (column, length) already lowercase hex of that length (or absent),
+    so that `normalise_id` can skip its costly base64 branch."""
     checks = [
-        pl.col(column).str.contains(f"^(?:[0-9a-f]{{{length}}})?$").fill_null(True).all()
-        for column, length in (("traceId", 32), ("spanId", 16), ("parentSpanId", 16))
-        if column in raw.columns
-    ]
-    return all(raw.select(checks).row(0)) if checks else True
+        pl.col(column).cast(pl.String).str.contains(f"^(?:[0-9a-f]{{{length}}})?$")
+        .fill_null(True).all()
+        for column, length in columns
+        if column in frame.columns
+    ]  # fmt: skip
+    return all(frame.select(checks).row(0)) if checks else True
 
 
 def _attribute_rows(frame: pl.DataFrame, index: str, keys: list[str]) -> pl.DataFrame:
