@@ -154,8 +154,10 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
     """Past its memory limit the store buckets spans by trace on disk, the model is built a
     group at a time, and trace rows wait on disk by session: every table must come out the
     same as from one frame in memory."""
+    from sessions_cli import store as span_store
     from sessions_cli import timeline, trace_store
 
+    monkeypatch.setattr(span_store, "_FLUSH_ROWS", 250)  # several span files per bucket
     monkeypatch.setattr(trace_store, "_FLUSH_ROWS", 40)  # several trace files per bucket
 
     plain = tmp_path / "generated.jsonl"
@@ -170,6 +172,7 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
         spilled = model.build(store.groups(), load_spans=store.spans_of, spill_dir=store.directory)
         assert spilled.spans is None
         assert len(list(store.directory.glob("traces-*.arrow"))) > trace_store._BUCKETS
+        assert len(list(store.directory.glob("[0-9][0-9]-*.arrow"))) > 64  # several per bucket
         assert store.conflicting_duplicates == report.conflicting_duplicates
         assert spilled.traces.to_dicts() == reference.traces.to_dicts()
         assert spilled.sessions.to_dicts() == reference.sessions.to_dicts()
