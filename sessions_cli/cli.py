@@ -577,8 +577,12 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
         rows = groups if groups is not None else dist
         wanted = _columns(columns, rows.columns) or rows.columns
         text = render.render(rows.select(wanted), fmt, raw_csv=_raw_csv())
-    _out(text)
     breaches = render_stats.breach_lines(budgets)
+    try:
+        _out(text)
+    except _ReaderGone:  # `| head` must not turn a breached budget into success
+        if not breaches:
+            raise
     for line in breaches:
         click.echo(line, err=True)
     if breaches:
@@ -793,10 +797,19 @@ def _emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) 
         _out(piece)
 
 
+class _ReaderGone(Exception):
+    """stdout's reader went away (`| head`). Raised instead of BrokenPipeError, which click
+    turns into exit 1 when it comes from inside a command (rows are written a slice at a
+    time, so it can); `main` ends quietly with 0."""
+
+
 def _out(text: str) -> None:
     """Data to stdout exactly as rendered. (click.echo would strip escape sequences when not on
     a terminal: data must not change with where it goes; tables are made safe when rendered.)"""
-    click.echo(text, nl=False, color=True)
+    try:
+        click.echo(text, nl=False, color=True)
+    except (BrokenPipeError, _ReaderGone):
+        raise _ReaderGone from None
 
 
 def _raw_csv() -> bool:
@@ -832,7 +845,7 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("sessions: interrupted", err=True)
         code = ExitCode.INTERRUPTED
-    except BrokenPipeError:
+    except (BrokenPipeError, _ReaderGone):
         # The reader went away (`| head`): what it wanted was printed. Silence the final flush.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REAL
+import pytest
+
+from tests.conftest import REAL, run
 from tests.otlp_builder import document, lines, span
 
 # The console script installed beside this interpreter (pip install -e .), else on PATH.
@@ -29,14 +31,21 @@ def test_json_pipes_into_a_json_tool():
     assert len(json.loads(result.stdout)) == 4
 
 
-def test_head_closes_the_pipe_without_a_traceback(tmp_path):
-    # 3,000 sessions: far more output than a pipe buffer, so the write after `head` exits fails.
-    big = tmp_path / "big.jsonl"
+@pytest.fixture(scope="module")
+def many_sessions(tmp_path_factory):
+    """12,000 one-span sessions: more output than a pipe buffer, and more rows than one slice
+    of rendering, so the write that fails after `head` exits can be a later one."""
+    big = tmp_path_factory.mktemp("pipes") / "big.jsonl"
     big.write_text(
-        lines(*(document(span(f"t{i}", "1", session__id=f"s-{i}")) for i in range(3000)))
+        lines(*(document(span(f"t{i}", "1", session__id=f"s-{i}")) for i in range(12_000)))
     )
+    return big
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_head_closes_the_pipe_without_a_traceback(many_sessions, fmt):
     result = subprocess.run(
-        f"set -o pipefail; '{SESSIONS}' list '{big}' --format jsonl | head -1",
+        f"set -o pipefail; '{SESSIONS}' list '{many_sessions}' --format {fmt} | head -1",
         shell=True,
         capture_output=True,
         text=True,
@@ -44,7 +53,7 @@ def test_head_closes_the_pipe_without_a_traceback(tmp_path):
     )
     assert result.returncode == 0
     assert result.stderr == ""
-    assert json.loads(result.stdout)["session_id"]
+    assert result.stdout.strip()
 
 
 def test_stdin_pipe_and_python_dash_m(tmp_path):
@@ -87,3 +96,20 @@ def test_phase_timings_on_request_only():
     (line,) = [x for x in timed.stderr.splitlines() if "timing" in x]
     assert line.startswith("sessions: timing: read ")
     assert ", model " in line
+
+
+def test_a_breached_budget_still_fails_when_the_reader_stops_early(monkeypatch):
+    """`sessions stats ... | head -1` in CI: the budget's exit code must survive the reader
+    going away. A real pipe closes at a moment the test cannot choose, so the closed pipe is
+    simulated where stdout is written."""
+    from sessions_cli import cli
+
+    def reader_gone(text):
+        raise cli._ReaderGone
+
+    monkeypatch.setattr(cli, "_out", reader_gone)
+    result = run("stats", str(REAL), "--max-session-cost", "0")
+    assert result.exit_code == 3
+    assert "budget:" in result.stderr
+    with pytest.raises(cli._ReaderGone):  # nothing over budget: `main` ends quietly with 0
+        run("stats", str(REAL))
