@@ -65,7 +65,7 @@ class Model:
         """The annotated spans of these traces (one session's, for a timeline)."""
         if self.spans is not None:
             wanted = pl.Series(trace_ids, dtype=pl.String)
-            return self.spans.filter(pl.col("trace_id").cast(pl.String).is_in(wanted))
+            return self.spans.filter(pl.col("trace_id").is_in(wanted))
         return self.load_spans(trace_ids)
 
 
@@ -105,7 +105,7 @@ def build(
 def _with_metadata(spans: pl.DataFrame) -> pl.DataFrame:
     """The few spans that carry metadata, with what session metadata needs of them."""
     return spans.filter(pl.col("metadata").list.len() > 0).select(
-        pl.col("trace_id").cast(pl.String), "span_id", "start_time_unix_nano", "metadata"
+        "trace_id", "span_id", "start_time_unix_nano", "metadata"
     )
 
 
@@ -316,18 +316,20 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
         pl.col(c).fill_null(pl.lit([], pl.List(pl.String))) for c in ("users", "models", "tags")
     )
     failed = pl.when(pl.col("has_root")).then("root_failed").otherwise(pl.col("error_count") > 0)
+    # Not sorted here: the TraceStore puts traces in start order as it hands them out.
     return traces.with_columns(
-        text("trace_id"),
         pl.coalesce("named", "root_name", "first_name").alias("trace_name"),
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
         _duration_ms().alias("duration_ms"),
         pl.col("cost_exact").cast(pl.Float64).alias("cost_usd"),
         pl.when(failed).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
-    ).sort("start_ns", "trace_id", nulls_last=True)
+    )
 
 
 def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
+    """Sessions of `traces`, which come in start order (a session's name and user are its
+    first trace's); `spans`: those with metadata, with their session_id."""
     in_session = traces.filter(pl.col("session_id").is_not_null())
     sessions = in_session.group_by("session_id", maintain_order=True).agg(
         pl.col("session_name").drop_nulls().first(),

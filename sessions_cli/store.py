@@ -59,15 +59,10 @@ class SpanStore:
     def _flush(self) -> None:
         buffered = pl.concat(self.frames)
         self.frames, self.held = [], 0
-        bucket = (pl.col("trace_id").cast(pl.String).hash(seed=7) % _BUCKETS).alias("_bucket")
-        for (number,), part in (
-            buffered.with_columns(bucket)
-            .partition_by("_bucket", as_dict=True, include_key=False)
-            .items()
-        ):
-            path = self.directory / f"{number:02d}-{self.written:06d}.arrow"
-            write_part(part, path)
-            self.parts[number].append((path, part.height))
+        bucket = pl.col("trace_id").hash(seed=7) % _BUCKETS
+        name = f"spans-{self.written:06d}"
+        for number, path, rows in spill_buckets(buffered, bucket, self.directory, name):
+            self.parts[number].append((path, rows))
         self.written += 1
 
     def close(self) -> None:
@@ -129,16 +124,30 @@ class SpanStore:
             self.finish()
             buckets = sorted(set((wanted.hash(seed=7) % _BUCKETS).to_list()))
             spans = self._load([path for b in buckets for path, _ in self.parts[b]])
-        spans = spans.filter(pl.col("trace_id").cast(pl.String).is_in(wanted))
+        spans = spans.filter(pl.col("trace_id").is_in(wanted))
         return spans.unique(["trace_id", "span_id"], keep="first", maintain_order=True)
 
     @staticmethod
     def _load(paths: list[Path]) -> pl.DataFrame:
         if not paths:
             return compact(empty_spans())
-        # Part files are named bucket-sequence: sort by sequence to keep the reading order.
+        # Part files are named spans-<sequence>-<bucket>: in sequence is in reading order.
         ordered = sorted(paths, key=lambda p: p.stem.split("-")[1])
         return pl.concat([pl.read_ipc(p) for p in ordered])
+
+
+def spill_buckets(
+    frame: pl.DataFrame, bucket: pl.Expr, directory: Path, name: str
+) -> Iterator[tuple[int, Path, int]]:
+    """Write `frame` to one temporary Arrow file per bucket (`bucket` numbers each row), named
+    `<name>-<bucket>.arrow`; yields (bucket, path, rows) for each file."""
+    parts = frame.with_columns(bucket.alias("_bucket")).partition_by(
+        "_bucket", as_dict=True, include_key=False
+    )
+    for (number,), part in parts.items():
+        path = directory / f"{name}-{number:02d}.arrow"
+        write_part(part, path)
+        yield number, path, part.height
 
 
 def write_part(frame: pl.DataFrame, path: Path) -> None:

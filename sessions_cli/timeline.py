@@ -81,7 +81,6 @@ def events(
 def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
     spans = (
         model.spans_of(traces.get_column("trace_id").to_list())
-        .with_columns(pl.col("trace_id").cast(pl.String))
         .join(
             traces.select("trace_id", pl.int_range(pl.len()).alias("trace_order")),
             on="trace_id",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sessions_cli.store import write_part
+from sessions_cli.store import spill_buckets
 
 _BUCKETS = 16
 _ORPHANS = _BUCKETS  # the bucket of traces without a session
@@ -47,7 +47,8 @@ class TraceStore:
         metadata = metadata.join(traces.select("trace_id", "session_id"), on="trace_id").filter(
             pl.col("session_id").is_not_null()
         )
-        self.empty = {"traces": traces.clear(), "metadata": metadata.clear()}
+        if not self.empty:
+            self.empty = {"traces": traces.clear(), "metadata": metadata.clear()}
         self.traces.append(traces)
         self.metadata.append(metadata)
         self.held += traces.height
@@ -56,14 +57,10 @@ class TraceStore:
 
     def _flush(self) -> None:
         for kind, frames in (("traces", self.traces), ("metadata", self.metadata)):
-            if not frames:
-                continue
-            buffered = pl.concat(frames).with_columns(_bucket(pl.col("session_id")).alias("_b"))
-            for (number,), part in buffered.partition_by(
-                "_b", as_dict=True, include_key=False
-            ).items():
-                path = self.directory / f"{kind}-{number:02d}-{self.written:06d}.arrow"
-                write_part(part, path)
+            buffered = pl.concat(frames)
+            bucket = _bucket(pl.col("session_id"))
+            name = f"{kind}-{self.written:06d}"
+            for number, path, _ in spill_buckets(buffered, bucket, self.directory, name):
                 self.files.setdefault((kind, number), []).append(path)
         self.traces, self.metadata, self.held = [], [], 0
         self.written += 1
