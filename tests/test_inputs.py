@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 
+import polars as pl
 import pytest
 
 from sessions_cli import attributes, inputs, render
@@ -174,6 +175,28 @@ def test_a_session_key_that_another_field_also_reads_feeds_both(tmp_path):
     path.write_text(lines(document(span("a", "1", user__id="ana", agentmark__user_id=""))))
     [row] = run_json("list", str(path), "--session-key", "user.id")
     assert (row["session_id"], row["user_id"]) == ("ana", "ana")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_flat_records_with_uppercase_ids_are_normalised(tmp_path, suffix):
+    """Span records whose ids are all lowercase hex skip id normalisation; one record in
+    upper case must send the whole file through it."""
+    trace, span_id = "0102030405060708090a0b0c0d0e0f10", "0102030405060708"
+    rows = [
+        {"trace_id": t, "span_id": s, "name": "x", "session_id": "sess-flat",
+         "start_time_unix_nano": 1_790_000_000_000_000_000,
+         "end_time_unix_nano": 1_790_000_001_000_000_000}
+        for t, s in ((trace, span_id), (trace.upper(), span_id.upper()))
+    ]  # fmt: skip
+    path = tmp_path / f"spans{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        path.write_text(pl.DataFrame(rows).write_csv())
+    [row] = run_json("list", str(path))
+    assert row["span_count"] == 1  # the same span, read twice
+    [shown] = run_json("show", "sess-flat", str(path))["traces"]
+    assert shown["trace_id"] == trace
 
 
 def test_base64_and_hex_ids_of_one_span_are_the_same_span(tmp_path):
