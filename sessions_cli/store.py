@@ -157,7 +157,7 @@ def write_part(frame: pl.DataFrame, path: Path) -> None:
     except OSError as exc:
         raise InputError(
             f"cannot write temporary files in {path.parent} ({exc.strerror or exc}); "
-            "set TMPDIR to a disk with room (about 70 MB per million spans)"
+            "set TMPDIR to a disk with room (about 350 MB per million spans)"
         ) from exc
 
 
