@@ -421,7 +421,7 @@ def timeline_command(
             session["user_id"],
             f"{first} → {last}",
             render.duration(session["duration_ms"]),
-            f"{session['trace_count']:,} traces",
+            f"{session['trace_count']:,} trace{'' if session['trace_count'] == 1 else 's'}",
             render.money(session["cost_usd"]),
         )
         if part

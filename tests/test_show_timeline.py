@@ -418,3 +418,10 @@ def test_colour_marks_bars_only(tree):
     d_row = next(line for line in lines if "✗ d" in line)
     assert "\x1b[31m" in d_row  # the failed span's bar is red
     assert "\n".join(click.unstyle(line) for line in lines) + "\n" == plain_text
+
+
+def test_timeline_title_counts_traces_in_words():
+    one = run("timeline", "sess-37dd86d8e9ad", str(GENERATED), "--ascii")
+    assert " · 1 trace · " in one.stdout.splitlines()[0]
+    three = run("timeline", "sess-support-1", str(REAL), "--ascii")
+    assert " · 3 traces · " in three.stdout.splitlines()[0]
