@@ -242,3 +242,26 @@ def test_a_first_line_longer_than_the_read_buffer_is_still_json_lines():
     assert inputs._json_mode(b"not json\n" + block) == "lines"  # a malformed first line
     assert inputs._json_mode(b'{\n  "resourceSpans": [\n    1\n  ]\n}\n') == "document"
     assert inputs._json_mode(b'{"trace_id": "ab", "span_id": "cd"}\n') == "flat"
+
+
+def test_a_raw_control_character_is_a_malformed_line_and_the_rest_counts(tmp_path):
+    """Lines are split by polars as one-column CSV with U+001F as the separator, which valid
+    JSON never holds raw: such a line goes to the line-by-line path and is named."""
+    good = [json.dumps(document(span(t, "1", session__id="s"))) for t in ("a", "c")]
+    bad = json.dumps(document(span("b", "2", name="x@y"))).replace("@", "\x1f")  # raw, unescaped
+    path = tmp_path / "t.jsonl"
+    path.write_text(f"{good[0]}\n{bad}\n{good[1]}\n", encoding="utf-8")
+    spans, report = read(path)
+    assert spans.height == 2
+    [(line, reason)] = report.malformed[str(path)]
+    assert line == 2
+    assert reason.startswith("invalid JSON")
+
+
+def test_decoding_a_batch_in_pieces_changes_nothing(monkeypatch):
+    """Lines are decoded about a megabyte at a time; any piece size gives the same spans."""
+    sources = inputs.resolve((str(REAL), str(EDGE)), stdin_is_tty=True, env={})
+    whole, _ = inputs.read_spans(sources, attributes.CHAINS)
+    monkeypatch.setattr("sessions_cli.otlp._DECODE_BYTES", 2_000)
+    pieces, _ = inputs.read_spans(sources, attributes.CHAINS)
+    assert pieces.equals(whole)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 
 from hypothesis import HealthCheck, given, settings
@@ -110,3 +112,30 @@ def test_session_tokens_equal_the_deepest_usage_spans(tmp_path, docs):
     )
     got = m.sessions["input_tokens"].sum() + m.orphans["input_tokens"].sum()
     assert got == expected
+
+
+# Lines as they come in exports: JSON-ish text, blank and whitespace-only lines, CRLF endings.
+_LINE = st.text(alphabet='{}[]":,ab é1 \t\r', max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(_LINE, max_size=30), block=st.integers(1, 64), last_newline=st.booleans())
+def test_cutting_and_splitting_lines_loses_and_invents_nothing(lines, block, last_newline):
+    """`_chunks` hands out every byte once, in order, cut after a newline, with the right first
+    line numbers; polars' splitting gives the lines that Python's `str.split` gives."""
+    data = "\n".join(lines).encode() + (b"\n" if last_newline and lines else b"")
+    pieces = list(inputs._chunks(io.BufferedReader(io.BytesIO(data)), block))
+    assert b"".join(piece for _, piece in pieces) == data
+    for (first, piece), (after, _) in itertools.pairwise(pieces):
+        assert piece.endswith(b"\n")
+        assert after == first + piece.count(b"\n")
+    assert not pieces or pieces[0][0] == 1
+
+    batch = [inputs._Piece("x", first, piece) for first, piece in pieces]
+    expected = [
+        line.removesuffix("\r")  # polars drops the \r of a CRLF ending; JSON ignores it anyway
+        for line in data.decode().split("\n")
+        if line and not line.isspace()
+    ]
+    got = inputs._lines(batch) if batch else None
+    assert (got.to_list() if got is not None else []) == expected
