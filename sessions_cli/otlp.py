@@ -92,7 +92,7 @@ def spans_from_lines(
     Raises `polars.exceptions.PolarsError` when any line does not fit the OTLP shape.
     """
     problems = Counter() if problems is None else problems
-    docs = lines.str.json_decode(DOCUMENT)
+    docs = _decoded(lines)
     resources = (
         pl.DataFrame({"doc": docs})
         .select(pl.col("doc").struct.field("resourceSpans").alias("r"))
@@ -164,6 +164,23 @@ def spans_from_lines(
         spans = spans.with_columns(stage)
     _count_problems(spans, problems)
     return conform(spans.select(*last, *extra))
+
+
+def _decoded(lines: pl.Series) -> pl.Series:
+    """`json_decode` a megabyte of lines at a time. Measured on 100k spans, one thread: 1.5x
+    faster than a 4-32 MB batch at once (the decoder's buffers stay in cache), while the steps
+    after it gain from the big batch (their cost is mostly per call)."""
+    runs = (lines.str.len_bytes().cum_sum() // _DECODE_BYTES).rle().struct.field("len")
+    if len(runs) <= 1:
+        return lines.str.json_decode(DOCUMENT)
+    parts, offset = [], 0
+    for n in runs:
+        parts.append(lines.slice(offset, n).str.json_decode(DOCUMENT))
+        offset += n
+    return pl.concat(parts)
+
+
+_DECODE_BYTES = 1024 * 1024
 
 
 # What `spans_from_lines` counts, and how a warning names it: (one, many).
