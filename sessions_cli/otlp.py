@@ -308,13 +308,13 @@ def _chosen(attrs: pl.DataFrame, chains: dict[str, tuple[str, ...]]) -> pl.DataF
     return (
         attrs.filter(pl.col("text").is_not_null())
         .join(ranked, on="key")
-        .sort("row", "field", "rank")
-        .unique(["row", "field"], keep="first", maintain_order=True)
+        .sort("rank", maintain_order=True)
         .pivot(
             on="field",
             on_columns=sorted(set(ranked.get_column("field"))),
             index="row",
             values="text",
+            aggregate_function="first",
         )
     )
 
