@@ -557,13 +557,27 @@ def _chunks(
             continue
         piece = b"".join([*pending, view[:cut]]) if pending or cut < len(block) else block
         yield line_no, piece
-        line_no += piece.count(b"\n")
+        line_no += _count_lines(piece)
         pending = [bytes(view[cut:])] if cut < len(view) else []
         pending_bytes = len(view) - cut
         if error is not None:
             break
     if pending and not skipping:
         yield line_no, b"".join(pending)  # an unterminated last line (a file still being written)
+
+
+def _count_lines(data: bytes) -> int:
+    """The newlines in `data`. `bytes.count` looks at every byte (0.5 ms per MB: 0.7 s of the
+    main thread on 1.5 GB); `find` jumps with memchr, so while lines are long, as OTLP batches
+    are, finding them one by one is 15x faster. Short lines are counted instead."""
+    limit = len(data) // 1024  # more lines than this: they are short
+    n, at = 0, data.find(b"\n")
+    while at >= 0:
+        n += 1
+        if n > limit:
+            return n + data.count(b"\n", at + 1)
+        at = data.find(b"\n", at + 1)
+    return n
 
 
 def read_block(stream: BinaryIO, size: int) -> tuple[bytes, BaseException | None]:

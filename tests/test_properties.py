@@ -139,3 +139,11 @@ def test_cutting_and_splitting_lines_loses_and_invents_nothing(lines, block, las
     ]
     got = inputs._lines(batch) if batch else None
     assert (got.to_list() if got is not None else []) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(0, 5000), max_size=40), end=st.booleans())
+def test_counting_lines_by_jumps_counts_every_newline(lengths, end):
+    """Long lines are counted by jumping from newline to newline, short ones byte by byte."""
+    data = b"\n".join(b"x" * n for n in lengths) + (b"\n" if end else b"")
+    assert inputs._count_lines(data) == data.count(b"\n")
