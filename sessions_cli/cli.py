@@ -639,6 +639,8 @@ def _store(paths, *, strict, session_keys):
         store, report = inputs.read_store(
             sources, attributes.chains(tuple(session_keys)), strict=strict, progress=progress
         )
+    # The part of reading spent writing spill files: the same for any input format.
+    _TIMINGS["of which spilling"] = store.spill_seconds
     click.get_current_context().call_on_close(store.close)
     return store, report
 

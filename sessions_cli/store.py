@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class SpanStore:
         self.directory: Path | None = None  # set once spilled
         self.parts: list[list[tuple[Path, int]]] = [[] for _ in range(_BUCKETS)]
         self.written = 0
+        self.spill_seconds = 0.0  # spent writing spill files ($SESSIONS_TIMING)
         self.rows = 0
         self.without_ids = 0  # spans dropped for want of a valid trace or span id
         self.conflicting_duplicates = 0  # known once groups() has been read through
@@ -57,6 +59,7 @@ class SpanStore:
             self._flush()
 
     def _flush(self) -> None:
+        started = time.perf_counter()
         buffered = pl.concat(self.frames)
         self.frames, self.held = [], 0
         bucket = pl.col("trace_id").hash(seed=7) % _BUCKETS
@@ -64,6 +67,7 @@ class SpanStore:
         for number, path, rows in spill_buckets(buffered, bucket, self.directory, name):
             self.parts[number].append((path, rows))
         self.written += 1
+        self.spill_seconds += time.perf_counter() - started
 
     def close(self) -> None:
         if self.directory is not None:
