@@ -128,8 +128,8 @@ def list_vs_duckdb(path: Path, spans: int, repeat: int, duckdb: bool, shape: str
         agree = int(found[0]) == len(sessions_json) and int(found[2]) == sum(
             s["span_count"] for s in sessions_json
         )
-        faster = (f"sessions {d_wall / wall:.1f}x faster" if d_wall >= wall
-                  else f"DUCKDB {wall / d_wall:.1f}x FASTER")  # fmt: skip
+        faster = (f"sessions {d_wall / wall:.2f}x faster" if d_wall >= wall
+                  else f"DUCKDB {wall / d_wall:.2f}x FASTER")  # fmt: skip
         rows.append((spans, size_mb, f"list vs duckdb{shape}: {faster}, "
                      f"results {'agree' if agree else 'DIFFER'}", None, None))  # fmt: skip
     return rows
