@@ -581,9 +581,9 @@ def _count_lines(data: bytes) -> int:
 
 
 def read_block(stream: BinaryIO, size: int) -> tuple[bytes, BaseException | None]:
-    """Up to `size` bytes, and the error that ended the stream early, if one did. Read with
-    `read1`: a plain file gives the whole block at once (no copy to join), a compressed stream
-    gives what one step decompressed, so a stream cut short still gives all it decompressed."""
+    """Up to `size` bytes, and the error that ended the stream early, if one did, with what
+    came before it. A plain file gives the whole block in one read (no parts to join: the
+    join was a copy of every byte); a pipe or a compressed stream may give it in parts."""
     parts, total = [], 0
     read = getattr(stream, "read1", stream.read)  # one underlying read at a time
     while total < size:
