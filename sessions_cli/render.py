@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import textwrap
 from collections.abc import Iterator, Sequence
 from datetime import tzinfo
 
@@ -91,8 +90,10 @@ def pieces(
             elif fmt == "jsonl":
                 yield "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in to_records(part))
             else:  # the pieces of one JSON array, as json.dumps(records, indent=2) writes it
+                # JSON text has no empty lines, so indenting is one replace (textwrap.indent
+                # took 0.4 s more for 31k sessions).
                 items = ",\n".join(
-                    textwrap.indent(json.dumps(r, ensure_ascii=False, indent=2), "  ")
+                    "  " + json.dumps(r, ensure_ascii=False, indent=2).replace("\n", "\n  ")
                     for r in to_records(part)
                 )
                 yield ("[\n" if offset == 0 else ",\n") + items

@@ -338,3 +338,6 @@ def test_machine_formats_written_in_slices_are_the_same_text(fmt, monkeypatch):
         assert run(*args).stdout == whole.stdout, size
     if fmt == "json":
         assert len(json.loads(whole.stdout)) > 7
+        # Laid out exactly as json.dumps(indent=2) lays out the whole array.
+        indented = json.dumps(json.loads(whole.stdout), ensure_ascii=False, indent=2) + "\n"
+        assert whole.stdout == indented
