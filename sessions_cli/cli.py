@@ -15,7 +15,7 @@ from datetime import tzinfo
 
 # Polars allocates through its own jemalloc. Its default keeps freed pages for 10 s per thread
 # arena, so reading a big export held hundreds of MB it no longer used; returning them at once
-# (200 ms) cost a page fault on each reuse instead (a quarter of all CPU time, in the kernel).
+# (200 ms) cost page faults on reuse instead (perf: a quarter of all CPU time in the kernel).
 # Measured on 1M spans (16 MB batches): 200 ms 12.3 s and 460 MB, 5 s without the background
 # purge thread 11.2-11.7 s and 490-530 MB. Must be set before polars loads.
 os.environ.setdefault(
