@@ -74,11 +74,10 @@ def median_of(runs: list[tuple[float, float, bytes]]) -> tuple[float, float]:
 
 def bench_size(spans: int, data: Path, repeat: int, duckdb: bool) -> list[tuple]:
     path = generated(spans, data)
-    rows = list_vs_duckdb(path, spans, repeat, duckdb)
+    rows, listed = list_vs_duckdb(path, spans, repeat, duckdb)
     size_mb = path.stat().st_size / 1e6
-    listed = json.loads(LISTED[str(path)][0][2])
-    wall = statistics.median(r[0] for r in LISTED[str(path)])
-    busiest = max(listed, key=lambda s: s["span_count"])["session_id"]
+    wall = statistics.median(r[0] for r in listed)
+    busiest = max(json.loads(listed[0][2]), key=lambda s: s["span_count"])["session_id"]
     for name, args in [
         ("sessions show", ["show", busiest, str(path), "--json"]),
         ("sessions timeline --spans", ["timeline", busiest, str(path), "--spans", "--json"]),
@@ -93,22 +92,23 @@ def bench_size(spans: int, data: Path, repeat: int, duckdb: bool) -> list[tuple]
                  p_wall, p_peak))  # fmt: skip
     rows.append((spans, size_mb, f"parquet vs json: whole command {wall / p_wall:.1f}x faster",
                  None, None))  # fmt: skip
-    for label, part in (("read phase", lambda r: r[0]),
-                        ("read phase less spilling (the same spans either way)",
-                         lambda r: r[0] - r[1])):  # fmt: skip
-        json_read = statistics.median(part(r) for r in READS[str(path)])
-        parquet_read = statistics.median(part(r) for r in READS[str(parquet)])
+    less = "read phase less spilling (the same spans either way)"
+    for label, less_spill in (("read phase", False), (less, True)):
+        json_read, parquet_read = (
+            statistics.median(read - spill * less_spill for read, spill in READS[str(p)])
+            for p in (path, parquet)
+        )
         ratio = json_read / parquet_read
         text = f"{label}: json {json_read:.2f} s, parquet {parquet_read:.2f} s = {ratio:.0f}x"
         rows.append((spans, size_mb, text, None, None))
     return rows
 
 
-LISTED: dict[str, list[tuple[float, float, bytes]]] = {}  # `sessions list` runs, per input
-
-
-def list_vs_duckdb(path: Path, spans: int, repeat: int, duckdb: bool, shape: str = "") -> list:
-    """`sessions list` and the DuckDB query, run alternately; their medians and ratio."""
+def list_vs_duckdb(
+    path: Path, spans: int, repeat: int, duckdb: bool, shape: str = ""
+) -> tuple[list, list]:
+    """`sessions list` and the DuckDB query, run alternately: rows of their medians and ratio,
+    and the `list` runs themselves."""
     rows = []
     size_mb = path.stat().st_size / 1e6
     listed, duck = [], []
@@ -117,7 +117,6 @@ def list_vs_duckdb(path: Path, spans: int, repeat: int, duckdb: bool, shape: str
         if duckdb:
             duck.append(measure([sys.executable, str(HERE / "duckdb_sessions.py"), str(path)],
                                 stdout=None))  # fmt: skip
-    LISTED[str(path)] = listed
     sessions_json = json.loads(listed[0][2])
     wall, peak = median_of(listed)
     rows.append((spans, size_mb, f"sessions list{shape}", wall, peak))
@@ -132,7 +131,7 @@ def list_vs_duckdb(path: Path, spans: int, repeat: int, duckdb: bool, shape: str
                   else f"DUCKDB {wall / d_wall:.2f}x FASTER")  # fmt: skip
         rows.append((spans, size_mb, f"list vs duckdb{shape}: {faster}, "
                      f"results {'agree' if agree else 'DIFFER'}", None, None))  # fmt: skip
-    return rows
+    return rows, listed
 
 
 def runs(args: list[str], times: int) -> tuple[float, float]:
@@ -166,7 +165,7 @@ def main() -> None:
         if args.small_batches:
             path = generated(spans, args.data, args.small_batches)
             shape = f" ({args.small_batches}-span lines)"
-            rows += list_vs_duckdb(path, spans, args.repeat, not args.no_duckdb, shape)
+            rows += list_vs_duckdb(path, spans, args.repeat, not args.no_duckdb, shape)[0]
     print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, repeat {args.repeat}\n")
     print("| spans | input MB | command | wall s (median) | peak MB |")
     print("|---:|---:|---|---:|---:|")
