@@ -474,9 +474,9 @@ def convert_command(paths, strict, session_keys, price_file, cost_mode, output):
         written = flat.write(store.groups(), output, scratch=store.directory)
     except OSError as exc:
         raise CliError(f"{output}: cannot write ({exc.strerror or exc})", ExitCode.ERROR) from None
-    report.conflicting_duplicates = store.conflicting_duplicates
-    _warn(report.warnings(), empty=store.rows == 0)
-    click.echo(f"sessions: wrote {written:,} spans to {output}", err=True)
+    _warn_read(store, report)
+    noun = "span" if written == 1 else "spans"
+    click.echo(f"sessions: wrote {written:,} {noun} to {output}", err=True)
 
 
 def budget_options(command):
@@ -610,8 +610,7 @@ def _load(paths, *, strict, session_keys, price_file, cost_mode):
             load_spans=store.spans_of,
             spill_dir=store.directory,
         )
-    report.conflicting_duplicates = store.conflicting_duplicates
-    _warn(report.warnings() + list(built.notices), empty=store.rows == 0)
+    _warn_read(store, report, built.notices)
     return built
 
 
@@ -643,6 +642,13 @@ def _store(paths, *, strict, session_keys):
     _TIMINGS["of which spilling"] = store.spill_seconds
     click.get_current_context().call_on_close(store.close)
     return store, report
+
+
+def _warn_read(store, report, notices=()) -> None:
+    """What reading found, once the store's groups have been read through (re-sent spans
+    with different content are counted then), with the model's notices."""
+    report.conflicting_duplicates = store.conflicting_duplicates
+    _warn(report.warnings() + list(notices), empty=store.rows == 0)
 
 
 @contextlib.contextmanager
@@ -812,7 +818,7 @@ def _out(text: str) -> None:
     a terminal: data must not change with where it goes; tables are made safe when rendered.)"""
     try:
         click.echo(text, nl=False, color=True)
-    except (BrokenPipeError, _ReaderGone):
+    except BrokenPipeError:
         raise _ReaderGone from None
 
 

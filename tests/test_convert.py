@@ -199,3 +199,13 @@ def test_a_full_disk_while_spilling_is_a_clear_error(tmp_path, monkeypatch):
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
     with pytest.raises(InputError, match=r"cannot write temporary files in .*No space left"):
         inputs.read_store([inputs.Source(str(plain), plain)], attributes.CHAINS, memory_rows=100)
+
+
+def test_convert_warns_of_spans_read_twice_with_different_content(tmp_path):
+    """The duplicate count is known only once the store's groups are read: convert reads them
+    while writing, and must still report it."""
+    out = tmp_path / "spans.jsonl"
+    result = run("convert", str(FIXTURES / "bad" / "conflicting_duplicate"), "-o", str(out))
+    assert result.exit_code == 0
+    assert "1 span was read more than once with different content" in result.stderr
+    assert "wrote 1 span to" in result.stderr
