@@ -2,8 +2,9 @@
 
 Formats are detected from the bytes, never from the file name: gzip and zstd by their magic
 numbers (layers are peeled until plain content shows), Parquet by `PAR1`, JSON by its first
-character, anything else is tried as CSV. JSON lines are read in chunks of about `chunk_bytes`,
-so memory follows the chunk and the normalised spans, not the size of the raw export.
+character, anything else is tried as CSV. JSON lines are read 4 MB at a time and decoded in
+batches of about `chunk_bytes`, so memory follows the batches in flight and the normalised
+spans, not the size of the raw export.
 """
 
 from __future__ import annotations
@@ -275,6 +276,7 @@ class _Reader:
 
     def __init__(self, chains, report: Report, chunk_bytes: int, progress, max_line_bytes, store):
         self.chains, self.report, self.chunk_bytes = chains, report, chunk_bytes
+        self.read_bytes = min(chunk_bytes, _READ_BYTES)
         self.store = store
         self.max_line_bytes = max_line_bytes
         self.progress = progress
@@ -311,7 +313,7 @@ class _Reader:
 
         pieces = _chunks(
             stream,
-            min(self.chunk_bytes, _READ_BYTES),
+            self.read_bytes,
             max_line_bytes=limit,
             on_long_line=long_line,
             on_cut_short=cut_short,
@@ -434,7 +436,7 @@ def _read_json(stream, label, reader: _Reader) -> None:
     chains, report = reader.chains, reader.report
     # peek() returns only what the buffer holds (often 8 KB, less than one batch line), so
     # read a first block and put it back in front of the stream.
-    block, error = read_block(stream, reader.chunk_bytes)
+    block, error = read_block(stream, reader.read_bytes)
     if error is not None:  # the stream ends within the first block: _chunks reports it
         stream = _Failing(error)
     mode = _json_mode(block)

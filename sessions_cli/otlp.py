@@ -106,7 +106,7 @@ def spans_from_lines(
             pl.col("r").struct.field("instrumentationLibrarySpans"),
         )
     )
-    # Each polars call has a fixed cost that matters on a 4 MB batch: steps that the data does
+    # Each polars call has a fixed cost that matters on every batch: steps that the data does
     # not need (the pre-1.0 field name, resource attributes nobody reads) are skipped.
     legacy = resources.get_column("instrumentationLibrarySpans")
     scopes = pl.concat(
