@@ -30,8 +30,9 @@ from sessions_cli.schema import compact, empty_spans
 from sessions_cli.store import MEMORY_ROWS, SpanStore
 
 # A worker's batch of lines. Most steps after decoding cost per call, not per byte. Measured on
-# 1M spans in 16-span lines (read phase, peak): 4 MB 12.0 s 325 MB, 8 MB 9.9 s 325 MB, 16 MB
-# 9.2 s 430 MB, 32 MB 9.1 s 600 MB.
+# 1M spans in 16-span lines (read phase, peak; two runs each, before later speed-ups): 8 MB
+# 9.9-10.8 s 325 MB, 16 MB 9.2-9.4 s 430 MB, 32 MB 9.0-9.1 s 600 MB. (4 MB batches, with
+# lines then split in Python, took 12.0 s.)
 CHUNK_BYTES = 16 * 1024 * 1024
 _READ_BYTES = 4 * 1024 * 1024  # one read: bigger fresh buffers cost page faults (measured)
 MAX_LINE_BYTES = 256 * 1024 * 1024  # a longer line is skipped, not held in memory
