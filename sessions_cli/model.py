@@ -308,7 +308,7 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
         _duration_ms().alias("duration_ms"),
         pl.col("cost_exact").cast(pl.Float64).alias("cost_usd"),
         pl.when(failed).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
-    )
+    ).drop("first_name", "named", "root_name", "has_root", "root_failed")  # written to disk
 
 
 def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
