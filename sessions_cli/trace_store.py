@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sessions_cli.store import spill_buckets
+from sessions_cli.store import read_parts, spill_buckets
 
 _BUCKETS = 16
 _ORPHANS = _BUCKETS  # the bucket of traces without a session
@@ -68,7 +68,8 @@ class TraceStore:
     def _read(self, kind: str, bucket: int) -> pl.DataFrame:
         """One bucket's rows: from its files, and from the rows not yet written."""
         held = self.traces if kind == "traces" else self.metadata
-        parts = [pl.read_ipc(p) for p in self.files.get((kind, bucket), [])]
+        files = self.files.get((kind, bucket), [])
+        parts = [read_parts(files)] if files else []
         parts += [f.filter(_bucket(pl.col("session_id")) == bucket) for f in held]
         return pl.concat([self.empty[kind], *parts])
 
