@@ -186,6 +186,32 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
     assert not store.directory.exists()  # removed on close
 
 
+def test_a_spilled_store_keeps_the_first_read_of_a_re_sent_span(monkeypatch):
+    """The spill files of one bucket are read back in the order they were written, so a span
+    re-sent with other content is still taken from its first reading, as in memory."""
+    import polars as pl
+
+    from sessions_cli import schema
+    from sessions_cli import store as span_store
+
+    monkeypatch.setattr(span_store, "_FLUSH_ROWS", 1)  # a file per bucket per span added
+
+    def frame(name: str, span_id: str = "00000000000000a1") -> pl.DataFrame:
+        row = pl.DataFrame({"trace_id": ["0" * 31 + "1"], "span_id": [span_id], "name": [name]})
+        return schema.compact(schema.conform(row))
+
+    with span_store.SpanStore(memory_rows=0) as store:
+        store.add(frame("first"))
+        for i in range(12):  # files of other spans between the two readings
+            store.add(frame("filler", f"{i:016x}"))
+        store.add(frame("second"))
+        (group,) = list(store.groups())
+        assert store.spilled
+        names = group.filter(pl.col("span_id") == "00000000000000a1").get_column("name")
+        assert names.cast(pl.String).to_list() == ["first"]
+        assert store.conflicting_duplicates == 1
+
+
 def test_a_full_disk_while_spilling_is_a_clear_error(tmp_path, monkeypatch):
     import polars as pl
 
