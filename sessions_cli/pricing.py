@@ -57,21 +57,14 @@ def price_calls(
     """
     calls = calls.with_columns(pl.col("model", "provider").cast(pl.String))
     attribute = pl.col("cost_usd") if mode != "calculate" else pl.lit(None, pl.Float64)
-    needs_table = calls.filter(
+    needs_table = (
         attribute.is_null()
         & pl.col("model").is_not_null()
         & (pl.col("input_tokens").is_not_null() | pl.col("output_tokens").is_not_null())
     )
-    if mode == "attribute" or needs_table.is_empty():
-        table = pl.lit(None, pl.Float64)
-    else:
-        calls = calls.join(
-            _table_costs(needs_table, overrides),
-            on=_KEYS,
-            how="left",
-            nulls_equal=True,
-            maintain_order="left",
-        )
+    table = pl.lit(None, pl.Float64)
+    if mode != "attribute" and calls.select(needs_table.any()).item():
+        calls = calls.with_columns(_table_costs(calls, needs_table, overrides))
         table = pl.col("table_cost_usd")
     return calls.with_columns(
         pl.coalesce(attribute, table).alias("call_cost_usd"),
@@ -86,10 +79,11 @@ def price_calls(
 _KEYS = ["model", "provider", "input_tokens", "output_tokens"]
 
 
-def _table_costs(needs_table: pl.DataFrame, overrides) -> pl.DataFrame:
-    """table_cost_usd per distinct (model, provider, input, output) that needs the table."""
-    combos = needs_table.select(_KEYS).unique()
-    pairs = combos.select("model", "provider").unique()
+def _table_costs(calls: pl.DataFrame, needs_table: pl.Expr, overrides) -> pl.Series:
+    """table_cost_usd of each call that needs the table (null for the others): a linear rate
+    per (model, provider) joined on, applied in columns; tiered models priced per distinct
+    (model, provider, input, output)."""
+    pairs = calls.filter(needs_table).select("model", "provider").unique()
     with _RateCache() as cache:
         found = [(m, p, *_rate(m, p, overrides, cache)) for m, p in pairs.iter_rows()]
     rates = pl.DataFrame(
@@ -98,25 +92,27 @@ def _table_costs(needs_table: pl.DataFrame, overrides) -> pl.DataFrame:
                 "fixed": pl.Float64, "per_input": pl.Float64, "per_output": pl.Float64},
         orient="row",
     )  # fmt: skip
-    combos = combos.join(rates, on=["model", "provider"], nulls_equal=True)
+    priced = calls.select(*_KEYS, needs_table.alias("needs_table")).join(
+        rates, on=["model", "provider"], how="left", nulls_equal=True, maintain_order="left"
+    )
     tokens_in, tokens_out = (
         pl.col("input_tokens").fill_null(0),
         pl.col("output_tokens").fill_null(0),
     )
-    linear = combos.filter(~pl.col("tiered")).with_columns(
-        (
-            pl.col("fixed") + tokens_in * pl.col("per_input") + tokens_out * pl.col("per_output")
-        ).alias("table_cost_usd")
-    )
-    tiered = combos.filter(pl.col("tiered"))
-    tiered = tiered.with_columns(
-        pl.Series(
-            "table_cost_usd",
-            [_genai_price(m, p, i or 0, o or 0) for m, p, i, o in tiered.select(_KEYS).iter_rows()],
-            dtype=pl.Float64,
+    linear = pl.col("fixed") + tokens_in * pl.col("per_input") + tokens_out * pl.col("per_output")
+    cost = pl.when(pl.col("needs_table") & ~pl.col("tiered")).then(linear)
+    if rates.get_column("tiered").any():
+        combos = priced.filter(pl.col("needs_table") & pl.col("tiered")).select(_KEYS).unique()
+        combos = combos.with_columns(
+            pl.Series(
+                "tiered_cost_usd",
+                [_genai_price(m, p, i or 0, o or 0) for m, p, i, o in combos.iter_rows()],
+                dtype=pl.Float64,
+            )
         )
-    )
-    return pl.concat([linear, tiered]).select(*_KEYS, "table_cost_usd")
+        priced = priced.join(combos, on=_KEYS, how="left", nulls_equal=True, maintain_order="left")
+        cost = pl.coalesce(cost, pl.when(pl.col("needs_table")).then("tiered_cost_usd"))
+    return priced.select(cost.alias("table_cost_usd")).to_series()
 
 
 def _rate(model: str, provider: str | None, overrides, cache) -> tuple[bool, float | None, ...]:
@@ -169,16 +165,24 @@ def _stored_rates(path: Path | None) -> dict[str, list]:
 
 
 def _cache_file() -> Path | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        release = version("genai-prices")
-    except PackageNotFoundError:
+    release = _release()
+    if release is None:
         return None
     base = os.environ.get("SESSIONS_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sessions"
     )
     return Path(base) / f"rates-genai-prices-{release}.json"
+
+
+@cache
+def _release() -> str | None:
+    """genai-prices' version: looked up once, not per group of spans (2-3 ms each)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("genai-prices")
+    except PackageNotFoundError:
+        return None
 
 
 def _genai_rate(model: str, provider: str | None) -> tuple[bool, float | None, ...]:
