@@ -333,8 +333,9 @@ def _ranked(chains: tuple[tuple[str, tuple[str, ...]], ...]) -> pl.DataFrame:
 
 
 def _tags(attrs: pl.DataFrame) -> pl.DataFrame:
-    """`agentmark.tags`: a native array, a JSON array string, or a comma-separated string."""
-    rows = attrs.filter(pl.col("key") == TAGS)
+    """`agentmark.tags`: a native array, a JSON array string, or a comma-separated string.
+    A span that repeats the key gets the first (one row per span: the join must not copy it)."""
+    rows = attrs.filter(pl.col("key") == TAGS).unique("row", keep="first", maintain_order=True)
     texts = rows.filter(pl.col("items").is_null()).get_column("text").unique().drop_nulls()
     parsed = pl.DataFrame(
         {"text": texts, "parsed": [parse_tags(t) for t in texts]},

@@ -42,6 +42,25 @@ def test_resource_attributes_apply_and_span_attributes_override():
     assert set(spans["session_id"]) == {"s-resource"}
 
 
+def test_a_key_given_twice_in_one_span_is_taken_once_first_wins(tmp_path):
+    """OTLP keys should be unique in a span, but a sender can repeat one: each field takes the
+    first, as it does from a chain, and the span stays one span (not two, read "twice")."""
+    pairs = [("session.id", "s-1"), ("agentmark.tags", "a"), ("agentmark.tags", "b"),
+             ("session.id", "s-2"), ("agentmark.metadata.plan", "pro"),
+             ("agentmark.metadata.plan", "free")]  # fmt: skip
+    attrs = [{"key": k, "value": {"stringValue": v}} for k, v in pairs]
+    one = span("a" * 32, "b" * 16, name="root")
+    one["attributes"] = attrs
+    path = tmp_path / "repeated.otlp.jsonl"
+    path.write_text(json.dumps(document(one)) + "\n")
+    result = run("list", str(path), "--json")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    [row] = json.loads(result.stdout)
+    assert (row["session_id"], row["span_count"], row["tags"]) == ("s-1", 1, ["a"])
+    assert row["metadata"] == {"plan": "pro"}
+
+
 def test_malformed_lines_are_skipped_reported_once_and_the_rest_counted():
     result = run("list", str(EDGE / "malformed_lines.otlp.jsonl"), "--json")
     assert result.exit_code == 0
