@@ -185,11 +185,6 @@ def _markdown(rows: pl.DataFrame) -> str:
 
 
 def _table(rows: pl.DataFrame, *, tz: tzinfo | None, width: int | None, seconds: bool) -> str:
-    import tabulate as tabulate_module
-    from tabulate import tabulate
-
-    tabulate_module.MIN_PADDING = 0  # its default pads headers by 2: width we cannot spare
-
     if rows.is_empty():
         return ""
     columns = rows.columns
@@ -202,10 +197,29 @@ def _table(rows: pl.DataFrame, *, tz: tzinfo | None, width: int | None, seconds:
         fixed = [rows.schema[c].is_numeric() or rows.schema[c].is_temporal() for c in columns]
         cells = fit_to_width(headers, cells, width, fixed=fixed)
     align = ["right" if rows.schema[c].is_numeric() else "left" for c in columns]
-    return (
-        tabulate(cells, headers=headers, tablefmt="simple", colalign=align, disable_numparse=True)
-        + "\n"
-    )
+    return simple_table(headers, cells, align) + "\n"
+
+
+def simple_table(
+    headers: Sequence[str], cells: list[list[str]], align: Sequence[str] | None = None
+) -> str:
+    """Text cells under headers, as tabulate's "simple" format lays them out (cells stripped,
+    two spaces between columns, no padding beyond the widest entry, lines right-trimmed).
+    tabulate checks the type of every cell even with number parsing off: 1.25 s for the table
+    of 31k sessions, against 0.4 s with this layout."""
+    align = align or ["left"] * len(headers)
+    columns = [[row[i].strip() for row in cells] for i in range(len(headers))]
+    widths = [max([len(h), *map(len, column)]) for h, column in zip(headers, columns, strict=True)]
+    layout = list(zip(widths, align, strict=True))
+
+    def line(texts) -> str:
+        return "  ".join(
+            t.rjust(w) if how == "right" else t.ljust(w)
+            for t, (w, how) in zip(texts, layout, strict=True)
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths).rstrip()
+    return "\n".join([line(headers), rule, *(line(row) for row in zip(*columns, strict=True))])
 
 
 def fit_to_width(
