@@ -159,7 +159,7 @@ def cases() -> dict[str, bytes]:
     hostile = good(7, session="sess-\x1b]8;;https://evil.example\x07click\x1b]8;;\x07")
     attrs = hostile["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]
     attrs += [
-        {"key": "agentmark.session_name", "value": {"stringValue": "=HYPERLINK(\"http://x\")"}},
+        {"key": "agentmark.session_name", "value": {"stringValue": '=HYPERLINK("http://x")'}},
         {"key": "agentmark.user_id", "value": {"stringValue": "\x1b[2J\rbob\x08"}},
     ]
     out["terminal_and_formula_injection.otlp.jsonl"] = line(hostile)
