@@ -38,8 +38,6 @@ def as_json(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets) -
 
 
 def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, *, width) -> str:
-    from tabulate import tabulate
-
     parts = []
     label_width = max(len(label) for label in _TOTAL_LABELS.values())
     parts.append(
@@ -50,12 +48,10 @@ def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, 
     )
     parts.append(
         f"Per session ({_PERCENTILE_NOTE}):\n"
-        + tabulate(
+        + render.simple_table(
+            ["", *(c.upper() for c in dist.columns[1:])],
             _distribution_cells(dist),
-            headers=["", *(c.upper() for c in dist.columns[1:])],
-            tablefmt="simple",
-            colalign=("left", *["right"] * (len(dist.columns) - 1)),
-            disable_numparse=True,
+            ["left", *["right"] * (len(dist.columns) - 1)],
         )
         + "\n"
     )
@@ -66,12 +62,7 @@ def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, 
     if budgets:
         parts.append(
             "Budgets:\n"
-            + tabulate(
-                _budget_cells(budgets),
-                headers=["BUDGET", "LIMIT", "FOUND", "RESULT"],
-                tablefmt="simple",
-                disable_numparse=True,
-            )
+            + render.simple_table(["BUDGET", "LIMIT", "FOUND", "RESULT"], _budget_cells(budgets))
             + "\n"
         )
     return "\n".join(parts)
