@@ -2,8 +2,8 @@
 
 `json.dumps` with `indent` runs Python's pure-Python encoder, one call per value: `--json`
 of 31k sessions took 1.1 s of a 4 s command. Here each column becomes the JSON text of its
-cells in one go (polars for numbers and times, the C string escaper of the json module for
-text), and polars joins the cells of each row. The text is what
+cells in one go (polars for integers and times, `repr` for floats, the json module's C string
+escaper for text), and polars joins the cells of each row. The text is what
 `json.dumps(record, ensure_ascii=False, indent=...)` writes, byte for byte (tests hold it to
 that), so `--json`, `jsonl`, and the JSON in CSV cells read the same as before.
 """
