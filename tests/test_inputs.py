@@ -61,6 +61,25 @@ def test_a_key_given_twice_in_one_span_is_taken_once_first_wins(tmp_path):
     assert row["metadata"] == {"plan": "pro"}
 
 
+def test_an_array_value_behind_an_escaped_key_is_still_read(tmp_path):
+    """Lines that do not mention arrayValue are decoded for scalars only (faster). A key
+    spelled with escapes slips past that check: the array must still be read, and a value of
+    a key nobody reads must not matter."""
+    one = span("a" * 32, "b" * 16, name="root", session__id="s-esc")
+    one["attributes"] += [
+        {"key": "agentmark.tags", "value": {"arrayValue": {"values": [{"stringValue": "x"}]}}},
+        {"key": "app.unread", "value": {}},
+    ]
+    text = json.dumps(document(one)).replace('"arrayValue"', '"\\u0061rrayValue"')
+    assert "arrayValue" not in text
+    path = tmp_path / "escaped.otlp.jsonl"
+    path.write_text(text + "\n")
+    result = run("list", str(path), "--json")
+    assert (result.exit_code, result.stderr) == (0, "")
+    [row] = json.loads(result.stdout)
+    assert (row["session_id"], row["tags"]) == ("s-esc", ["x"])
+
+
 def test_malformed_lines_are_skipped_reported_once_and_the_rest_counted():
     result = run("list", str(EDGE / "malformed_lines.otlp.jsonl"), "--json")
     assert result.exit_code == 0
