@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from sessions_cli.errors import InputError
 from sessions_cli.otlp import ids_are_hex, normalise_id, parse_tags
 from sessions_cli.render import pieces
-from sessions_cli.schema import SPAN_SCHEMA, conform, expand
-from sessions_cli.store import write_part
+from sessions_cli.schema import SPAN_SCHEMA, compact, conform, empty_spans, expand
+from sessions_cli.store import SpanStore, first_readings, write_part
 
 WRITABLE = (".parquet", ".jsonl", ".csv")
 
@@ -35,10 +38,11 @@ def write(groups: Iterable[pl.DataFrame], path: str, scratch: Path | None = None
     suffix = Path(path).suffix.lower()
     count = 0
     if suffix == ".parquet":
-        held, parts = [], []
+        held, parts, sizes = [], [], []
         for number, group in enumerate(groups):
             records = expand(group)
             count += records.height
+            sizes.append(records.height)
             if scratch is None:
                 held.append(records)
             else:
@@ -46,7 +50,8 @@ def write(groups: Iterable[pl.DataFrame], path: str, scratch: Path | None = None
                 write_part(records, parts[-1])
             del records, group
         source = pl.scan_ipc(parts) if parts else pl.concat(held).lazy()
-        source.sink_parquet(path, compression="zstd", statistics=False)
+        groups = json.dumps(sizes)
+        source.sink_parquet(path, compression="zstd", statistics=False, metadata={GROUPS: groups})
         return count
     with open(path, "w", encoding="utf-8") as out:
         for number, group in enumerate(groups):
@@ -57,14 +62,15 @@ def write(groups: Iterable[pl.DataFrame], path: str, scratch: Path | None = None
 
 
 PARQUET_ROWS = 100_000  # spans taken from a Parquet file at a time
+# Parquet key-value metadata that `convert` writes: the row counts of its groups, in file
+# order. A group holds whole traces, deduplicated; no trace is in two groups.
+GROUPS = "sessions.groups"
 
 
 def read_parquet(data: bytes, label: str) -> Iterator[pl.DataFrame]:
     """Span records from Parquet, a slice of rows at a time: a converted export of millions of
     spans is small on disk but not in memory (1M spans: 38 MB of Parquet, 850 MB peak when it
     was read whole), so it goes to the store as the JSON would."""
-    from sessions_cli.errors import InputError
-
     try:
         scan = pl.scan_parquet(io.BytesIO(data))
         columns = scan.collect_schema().names()
@@ -79,6 +85,90 @@ def read_parquet(data: bytes, label: str) -> Iterator[pl.DataFrame]:
         except pl.exceptions.PolarsError as exc:
             raise InputError(f"{label}: unreadable Parquet ({exc})") from exc
         yield _normalise(frame)
+
+
+def grouped_parquet(path: Path, label: str, memory_rows: int) -> GroupedParquet | None:
+    """A Parquet file that `convert` wrote, as a store whose groups are the file's own: read a
+    group at a time, with nothing spilled (1M spans: 0.3 s less). None for any other file,
+    or when its groups cannot be trusted: then it is read like any Parquet file."""
+    try:
+        with path.open("rb") as f:
+            if f.read(4) != b"PAR1":
+                return None
+        sizes = json.loads(pl.read_parquet_metadata(path).get(GROUPS, "null"))
+        if not isinstance(sizes, list) or not all(type(n) is int and n >= 0 for n in sizes):
+            return None
+        ids = pl.scan_parquet(path).select("trace_id").collect().get_column("trace_id")
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None
+    if len(ids) != sum(sizes) or ids.dtype != pl.String or not _split_free(ids, sizes):
+        return None
+    return GroupedParquet(path, label, sizes, memory_rows)
+
+
+def _split_free(trace_ids: pl.Series, sizes: list[int]) -> bool:
+    """Whether no trace is in two groups, as the model will see the ids. Ids of 32 lowercase
+    characters normalise to themselves or to null (not hex): two can never become one. A
+    trace in two groups would be split between model builds: checked in 30 ms per 1M spans
+    (colliding hashes can only send a good file the usual way)."""
+    ids = pl.col("id")
+    same = ids.str.len_bytes().eq(32) & ids.str.to_lowercase().eq(ids)
+    if not trace_ids.to_frame("id").select(same.fill_null(True).all()).item():
+        return False
+    hashes = trace_ids.to_frame("id").select(pl.when(ids.is_not_null()).then(ids.hash()))
+    hashes = hashes.to_series()  # a null id has a hash too: it must not count as a trace
+    parts, offset = [], 0
+    for size in sizes:
+        parts.append(hashes.slice(offset, size).drop_nulls().unique())
+        offset += size
+    each_once = pl.concat(parts) if parts else pl.Series(dtype=pl.UInt64)
+    return each_once.n_unique() == len(each_once)
+
+
+class GroupedParquet(SpanStore):
+    """The spans of a converted Parquet file, a group at a time, as the file holds them."""
+
+    def __init__(self, path, label, sizes, memory_rows) -> None:
+        super().__init__(memory_rows=memory_rows)
+        self.path, self.label, self.sizes = path, label, sizes
+        if sum(sizes) > memory_rows:  # trace rows and convert's output wait on disk, as spilled
+            self.directory = Path(tempfile.mkdtemp(prefix="sessions-spill-"))
+
+    def add(self, frame: pl.DataFrame) -> None:
+        raise TypeError("a converted Parquet file is read as it is")
+
+    def _raw_groups(self) -> Iterator[pl.DataFrame]:
+        """Spans without ids are counted here, as the store counts them when they are added."""
+        self.rows = self.without_ids = 0
+        offset = 0
+        for size in self.sizes:
+            if size:
+                spans = self._read(pl.scan_parquet(self.path).slice(offset, size))
+                valid = spans.filter(_HAS_IDS)
+                self.rows += valid.height
+                self.without_ids += spans.height - valid.height
+                yield valid
+            offset += size
+        if not any(self.sizes):
+            yield compact(empty_spans())
+
+    def spans_of(self, trace_ids: list[str]) -> pl.DataFrame:
+        wanted = pl.Series(trace_ids, dtype=pl.String)
+        scan = pl.scan_parquet(self.path).filter(pl.col("trace_id").is_in(wanted))
+        return first_readings(self._read(scan).filter(_HAS_IDS))[0]
+
+    def _read(self, scan: pl.LazyFrame) -> pl.DataFrame:
+        started = time.perf_counter()
+        try:
+            frame = scan.collect()
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise InputError(f"{self.label}: unreadable Parquet ({exc})") from exc
+        spans = compact(_normalise(frame))
+        self.read_seconds += time.perf_counter() - started
+        return spans
+
+
+_HAS_IDS = pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null()
 
 
 def read_csv(data: bytes, label: str) -> pl.DataFrame | None:
@@ -120,12 +210,14 @@ def _text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
+_IDS = (("trace_id", 32), ("span_id", 16), ("parent_span_id", 16))
+
+
 def _normalise(frame: pl.DataFrame) -> pl.DataFrame:
     """Text or typed columns -> the span schema."""
     exprs = []
-    ids = (("trace_id", 32), ("span_id", 16), ("parent_span_id", 16))
-    all_hex = ids_are_hex(frame, ids)  # as `convert` writes them: skips the base64 branch
-    for column, hex_len in ids:
+    all_hex = ids_are_hex(frame, _IDS)  # as `convert` writes them: skips the base64 branch
+    for column, hex_len in _IDS:
         if column in frame.columns:
             id_text = pl.col(column).cast(pl.String)
             exprs.append(normalise_id(id_text, hex_len, all_hex).alias(column))

@@ -229,6 +229,7 @@ def read_spans(
     with store:
         (spans,) = list(store.groups())
         report.conflicting_duplicates = store.conflicting_duplicates
+        report.spans_without_ids = store.without_ids
     return spans, report
 
 
@@ -247,6 +248,10 @@ def read_store(
     never). The report is complete once the store's groups have been read through
     (`conflicting_duplicates`)."""
     report = Report()
+    if len(sources) == 1 and sources[0].path is not None:
+        grouped = flat.grouped_parquet(sources[0].path, sources[0].label, memory_rows or 2**62)
+        if grouped is not None:  # spans without ids are counted as its groups are read
+            return grouped, report
     store = SpanStore(memory_rows=memory_rows or 2**62)
     try:
         with _Reader(chains, report, chunk_bytes, progress, max_line_bytes, store) as reader:

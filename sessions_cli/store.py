@@ -38,6 +38,7 @@ class SpanStore:
         self.parts: list[list[tuple[Path, int]]] = [[] for _ in range(_BUCKETS)]
         self.written = 0
         self.spill_seconds = 0.0  # spent writing spill files ($SESSIONS_TIMING)
+        self.read_seconds = 0.0  # spent reading the input while groups are taken (Parquet)
         self.rows = 0
         self.without_ids = 0  # spans dropped for want of a valid trace or span id
         self.conflicting_duplicates = 0  # known once groups() has been read through

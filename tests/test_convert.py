@@ -47,23 +47,42 @@ def test_converted_copies_give_identical_results(tmp_path, suffix, source):
     assert run_json("stats", str(out)) == run_json("stats", str(source))
 
 
-@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".csv"])
-def test_a_spilled_store_converts_group_by_group_to_the_same_spans(tmp_path, suffix):
-    """Past the store's memory limit, convert writes a group at a time (Parquet through
-    Arrow files in the spill directory): the file holds the same spans as from memory."""
+def convert_spilled(tmp_path, suffix: str):
+    """The generated fixture as plain JSON lines, and converted from a spilled store (groups
+    of at most 300 spans): (the JSON, the converted file, how many spans it holds)."""
     from sessions_cli import flat
 
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
     sources = [inputs.Source(str(plain), plain)]
-    spans, _ = inputs.read_spans(sources, attributes.CHAINS)
     store, _ = inputs.read_store(sources, attributes.CHAINS, chunk_bytes=50_000, memory_rows=100)
     store.group_rows = 300
     with store:
         out = tmp_path / f"spilled{suffix}"
-        assert flat.write(store.groups(), str(out), scratch=store.directory) == spans.height
+        written = flat.write(store.groups(), str(out), scratch=store.directory)
         parts = len(list(store.directory.glob("convert-*.arrow")))
         assert parts > 1 if suffix == ".parquet" else parts == 0
+    return plain, out, written
+
+
+def same_answers(path, reference) -> None:
+    """Every command answers the same of both files."""
+    assert run_json("list", str(path)) == run_json("list", str(reference))
+    assert run_json("list", "--orphans", str(path)) == run_json("list", "--orphans", str(reference))
+    assert run_json("stats", str(path)) == run_json("stats", str(reference))
+    for some in [row["session_id"] for row in run_json("list", str(reference))][:3]:
+        assert run_json("show", some, str(path)) == run_json("show", some, str(reference))
+        spans = run_json("timeline", some, "--spans", str(path))
+        assert spans == run_json("timeline", some, "--spans", str(reference))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".csv"])
+def test_a_spilled_store_converts_group_by_group_to_the_same_spans(tmp_path, suffix):
+    """Past the store's memory limit, convert writes a group at a time (Parquet through
+    Arrow files in the spill directory): the file holds the same spans as from memory."""
+    plain, out, written = convert_spilled(tmp_path, suffix)
+    spans, _ = inputs.read_spans([inputs.Source(str(plain), plain)], attributes.CHAINS)
+    assert written == spans.height
     assert run_json("list", str(out)) == run_json("list", str(plain))
     assert run_json("list", "--orphans", str(out)) == run_json("list", "--orphans", str(plain))
     if suffix == ".csv":  # one header, however many groups
@@ -71,13 +90,106 @@ def test_a_spilled_store_converts_group_by_group_to_the_same_spans(tmp_path, suf
 
 
 def test_parquet_read_a_slice_at_a_time_gives_the_same_results(tmp_path, monkeypatch):
+    """Parquet that `convert` did not write (here: without its groups) goes through the
+    store a slice at a time."""
+    import polars as pl
+
     from sessions_cli import flat
 
-    out = tmp_path / "spans.parquet"
-    assert run("convert", str(GENERATED), "-o", str(out)).exit_code == 0
+    converted, out = tmp_path / "converted.parquet", tmp_path / "spans.parquet"
+    assert run("convert", str(GENERATED), "-o", str(converted)).exit_code == 0
+    pl.read_parquet(converted).write_parquet(out)
+    assert flat.grouped_parquet(out, "spans.parquet", 100) is None
     whole = run_json("list", str(out))
     monkeypatch.setattr(flat, "PARQUET_ROWS", 300)  # 2,008 spans: seven slices
     assert run_json("list", str(out)) == whole == run_json("list", str(GENERATED))
+
+
+def test_a_converted_file_is_read_by_its_own_groups_with_the_same_answers(tmp_path):
+    """convert records its groups of whole traces in the Parquet metadata; a command reading
+    that one file takes them as they are, with nothing spilled."""
+    import polars as pl
+
+    from sessions_cli import flat
+
+    plain, out, written = convert_spilled(tmp_path, ".parquet")
+    sizes = json.loads(pl.read_parquet_metadata(out)[flat.GROUPS])
+    assert sum(sizes) == written
+    assert len(sizes) > 5
+    store, _ = inputs.read_store([inputs.Source(str(out), out)], attributes.CHAINS, memory_rows=100)
+    with store:
+        assert isinstance(store, flat.GroupedParquet)
+        assert [group.height for group in store.groups()] == sizes
+        assert not list(store.directory.glob("spans-*"))
+    same_answers(out, plain)
+
+
+def grouped_file(path, frame, sizes) -> None:
+    """A Parquet file that claims `sizes` as its groups, as convert would."""
+    from sessions_cli import flat
+
+    frame.write_parquet(path, metadata={flat.GROUPS: json.dumps(sizes)})
+
+
+def test_groups_that_split_a_trace_are_not_trusted(tmp_path):
+    """A file whose groups split a trace (not written by convert as it is now) is read the
+    usual way: otherwise the trace would be counted twice, once per group."""
+    import polars as pl
+
+    from sessions_cli import flat
+
+    plain, out, written = convert_spilled(tmp_path, ".parquet")
+    shuffled = tmp_path / "shuffled.parquet"
+    grouped_file(shuffled, pl.read_parquet(out).sort("span_id"), [written // 2] * 2)
+    assert flat.grouped_parquet(shuffled, "shuffled", 100) is None
+    same_answers(shuffled, plain)
+
+
+def test_groups_are_not_trusted_when_ids_could_merge_or_sizes_do_not_add_up(tmp_path):
+    """An uppercase id normalises to its lowercase twin: the two halves of this trace, one in
+    each group, are one trace. Sizes that do not cover the file are not groups either."""
+    import polars as pl
+
+    from sessions_cli import flat
+
+    spans = pl.DataFrame(
+        {
+            "trace_id": ["ab" * 16, "AB" * 16],
+            "span_id": ["1" * 16, "2" * 16],
+            "parent_span_id": [None, "1" * 16],
+            "start_time_unix_nano": [1_790_000_000_000_000_000] * 2,
+            "end_time_unix_nano": [1_790_000_001_000_000_000] * 2,
+            "session_id": ["s-1"] * 2,
+        }
+    )
+    for name, sizes in [("case", [1, 1]), ("short", [1]), ("text", "2"), ("minus", [3, -1])]:
+        path = tmp_path / f"{name}.parquet"
+        grouped_file(path, spans, sizes)
+        assert flat.grouped_parquet(path, name, 100) is None
+        [row] = run_json("list", str(path))
+        assert (row["trace_count"], row["span_count"]) == (1, 2)
+
+
+def test_spans_without_ids_in_a_converted_file_are_counted(tmp_path):
+    import polars as pl
+
+    from sessions_cli import flat
+
+    spans = pl.DataFrame(
+        {
+            "trace_id": ["ab" * 16, "cd" * 16, None],
+            "span_id": ["1" * 16, None, "3" * 16],
+            "start_time_unix_nano": [1_790_000_000_000_000_000] * 3,
+            "end_time_unix_nano": [1_790_000_001_000_000_000] * 3,
+            "session_id": ["s-1"] * 3,
+        }
+    )
+    path = tmp_path / "ids.parquet"
+    grouped_file(path, spans, [1, 2])
+    assert flat.grouped_parquet(path, "ids", 100) is not None
+    result = run("list", str(path), "--json")
+    assert [row["span_count"] for row in json.loads(result.stdout)] == [1]
+    assert "skipped 2 spans without a valid traceId/spanId" in result.stderr
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
