@@ -92,14 +92,14 @@ def bench_size(spans: int, data: Path, repeat: int, duckdb: bool) -> list[tuple]
                  p_wall, p_peak))  # fmt: skip
     rows.append((spans, size_mb, f"parquet vs json: whole command {wall / p_wall:.1f}x faster",
                  None, None))  # fmt: skip
-    less = "read phase less spilling (the same spans either way)"
+    less = "read phase, json less its spilling (a converted file spills nothing)"
     for label, less_spill in (("read phase", False), (less, True)):
         json_read, parquet_read = (
             statistics.median(read - spill * less_spill for read, spill in READS[str(p)])
             for p in (path, parquet)
         )
         ratio = json_read / parquet_read
-        text = f"{label}: json {json_read:.2f} s, parquet {parquet_read:.2f} s = {ratio:.0f}x"
+        text = f"{label}: json {json_read:.3f} s, parquet {parquet_read:.3f} s = {ratio:.1f}x"
         rows.append((spans, size_mb, text, None, None))
     return rows
 

@@ -874,6 +874,6 @@ def main() -> None:
         )
         code = ExitCode.ERROR
     if os.environ.get("SESSIONS_TIMING") and _TIMINGS:
-        phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in _TIMINGS.items())
+        phases = ", ".join(f"{name} {seconds:.3f} s" for name, seconds in _TIMINGS.items())
         click.echo(f"sessions: timing: {phases}", err=True)
     sys.exit(int(code or 0))

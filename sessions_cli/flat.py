@@ -98,10 +98,16 @@ def grouped_parquet(path: Path, label: str, memory_rows: int) -> GroupedParquet 
         sizes = json.loads(pl.read_parquet_metadata(path).get(GROUPS, "null"))
         if not isinstance(sizes, list) or not all(type(n) is int and n >= 0 for n in sizes):
             return None
-        ids = pl.scan_parquet(path).select("trace_id").collect().get_column("trace_id")
+        scan = pl.scan_parquet(path)
+        if sum(1 for n in sizes if n) <= 1:  # one group: no trace can be split
+            ids = None
+            fits = scan.select(pl.len()).collect().item() == sum(sizes)
+        else:
+            ids = scan.select("trace_id").collect().get_column("trace_id")
+            fits = len(ids) == sum(sizes) and ids.dtype == pl.String
     except (OSError, ValueError, pl.exceptions.PolarsError):
         return None
-    if len(ids) != sum(sizes) or ids.dtype != pl.String or not _split_free(ids, sizes):
+    if not fits or (ids is not None and not _split_free(ids, sizes)):
         return None
     return GroupedParquet(path, label, sizes, memory_rows)
 
