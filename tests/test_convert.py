@@ -347,3 +347,18 @@ def test_convert_warns_of_spans_read_twice_with_different_content(tmp_path):
     assert result.exit_code == 0
     assert "1 span was read more than once with different content" in result.stderr
     assert "wrote 1 span to" in result.stderr
+
+
+def test_a_converted_file_that_turns_unreadable_while_read_is_a_clear_error(tmp_path):
+    """Its groups are read while the model is built, after the check: a file replaced in
+    between is an input error naming it, not a polars traceback."""
+    from sessions_cli import flat
+    from sessions_cli.errors import InputError
+
+    _, out, _ = convert_spilled(tmp_path, ".parquet")
+    store, _ = inputs.read_store([inputs.Source("spans.parquet", out)], attributes.CHAINS)
+    with store:
+        assert isinstance(store, flat.GroupedParquet)
+        out.write_bytes(b"PAR1 not any more")
+        with pytest.raises(InputError, match=r"^spans\.parquet: unreadable Parquet"):
+            list(store.groups())
