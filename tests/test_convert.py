@@ -145,16 +145,30 @@ def test_groups_that_split_a_trace_are_not_trusted(tmp_path):
     same_answers(shuffled, plain)
 
 
-def test_groups_are_not_trusted_when_ids_could_merge_or_sizes_do_not_add_up(tmp_path):
-    """An uppercase id normalises to its lowercase twin: the two halves of this trace, one in
-    each group, are one trace. Sizes that do not cover the file are not groups either."""
+@pytest.mark.parametrize(
+    ("name", "twin", "sizes"),
+    [
+        ("uppercase", "AB" * 16, [1, 1]),
+        # 32 characters, lowercase, but base64 inside spaces: the same 16 bytes as the first id.
+        ("padded-base64", " " * 8 + "abcdefghijklmnopqrstuw==", [1, 1]),
+        ("short", "ab" * 16, [1]),
+        ("text", "ab" * 16, "2"),
+        ("minus", "ab" * 16, [3, -1]),
+    ],
+)
+def test_groups_are_not_trusted_when_ids_could_merge_or_sizes_do_not_add_up(
+    tmp_path, name, twin, sizes
+):
+    """The second id normalises to the first: the two halves of this trace, one in each group,
+    are one trace. Sizes that do not cover the file are not groups either."""
     import polars as pl
 
     from sessions_cli import flat
 
+    first = "69b71d79f8218a39259a7a29aabb2dbb" if name == "padded-base64" else "ab" * 16
     spans = pl.DataFrame(
         {
-            "trace_id": ["ab" * 16, "AB" * 16],
+            "trace_id": [first, twin],
             "span_id": ["1" * 16, "2" * 16],
             "parent_span_id": [None, "1" * 16],
             "start_time_unix_nano": [1_790_000_000_000_000_000] * 2,
@@ -162,12 +176,11 @@ def test_groups_are_not_trusted_when_ids_could_merge_or_sizes_do_not_add_up(tmp_
             "session_id": ["s-1"] * 2,
         }
     )
-    for name, sizes in [("case", [1, 1]), ("short", [1]), ("text", "2"), ("minus", [3, -1])]:
-        path = tmp_path / f"{name}.parquet"
-        grouped_file(path, spans, sizes)
-        assert flat.grouped_parquet(path, name, 100) is None
-        [row] = run_json("list", str(path))
-        assert (row["trace_count"], row["span_count"]) == (1, 2)
+    path = tmp_path / f"{name}.parquet"
+    grouped_file(path, spans, sizes)
+    assert flat.grouped_parquet(path, name, 100) is None
+    [row] = run_json("list", str(path))
+    assert (row["trace_count"], row["span_count"]) == (1, 2)
 
 
 def test_spans_without_ids_in_a_converted_file_are_counted(tmp_path):
