@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from functools import cache
 from pathlib import Path
 
@@ -79,12 +80,17 @@ def price_calls(
 _KEYS = ["model", "provider", "input_tokens", "output_tokens"]
 
 
+# The model prices two groups at once (model.build): the rate cache, written back to disk
+# and shared by the process, and genai-prices are used by one thread at a time.
+_LOOKUPS = threading.Lock()
+
+
 def _table_costs(calls: pl.DataFrame, needs_table: pl.Expr, overrides) -> pl.Series:
     """table_cost_usd of each call that needs the table (null for the others): a linear rate
     per (model, provider) joined on, applied in columns; tiered models priced per distinct
     (model, provider, input, output)."""
     pairs = calls.filter(needs_table).select("model", "provider").unique()
-    with _RateCache() as cache:
+    with _LOOKUPS, _RateCache() as cache:
         found = [(m, p, *_rate(m, p, overrides, cache)) for m, p in pairs.iter_rows()]
     rates = pl.DataFrame(
         found,
@@ -103,13 +109,9 @@ def _table_costs(calls: pl.DataFrame, needs_table: pl.Expr, overrides) -> pl.Ser
     cost = pl.when(pl.col("needs_table") & ~pl.col("tiered")).then(linear)
     if rates.get_column("tiered").any():
         combos = priced.filter(pl.col("needs_table") & pl.col("tiered")).select(_KEYS).unique()
-        combos = combos.with_columns(
-            pl.Series(
-                "tiered_cost_usd",
-                [_genai_price(m, p, i or 0, o or 0) for m, p, i, o in combos.iter_rows()],
-                dtype=pl.Float64,
-            )
-        )
+        with _LOOKUPS:
+            tiered = [_genai_price(m, p, i or 0, o or 0) for m, p, i, o in combos.iter_rows()]
+        combos = combos.with_columns(pl.Series("tiered_cost_usd", tiered, dtype=pl.Float64))
         priced = priced.join(combos, on=_KEYS, how="left", nulls_equal=True, maintain_order="left")
         cost = pl.coalesce(cost, pl.when(pl.col("needs_table")).then("tiered_cost_usd"))
     return priced.select(cost.alias("table_cost_usd")).to_series()
