@@ -80,8 +80,9 @@ def build(
 ) -> Model:
     """The model of deduplicated spans: one frame, or groups of frames in which no trace is
     split (a SpanStore's). Every trace figure is computed within a group, and only two groups'
-    spans are held at a time (and one being read); with groups, spans are not kept: `load_spans` reads some back.
-    With `spill_dir`, trace rows wait there, and sessions are built a bucket of them at a time.
+    spans are held at a time (and one being read); with groups, spans are not kept:
+    `load_spans` reads some back. With `spill_dir`, trace rows wait there, and sessions are
+    built a bucket of them at a time.
     """
     prices = prices or {}
     found: Counter = Counter()
