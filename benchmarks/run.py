@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -26,13 +25,9 @@ HERE = Path(__file__).resolve().parent
 SESSIONS = str(Path(sys.executable).with_name("sessions"))
 
 
-# Seconds of the read phase ($SESSIONS_TIMING), per input: (read, of which spilling to disk).
-READS: dict[str, list[tuple[float, float]]] = {}
-
-
 def measure(args: list[str], stdout=subprocess.DEVNULL) -> tuple[float, float, bytes]:
     """(wall seconds, peak RSS in MB, stdout) of one run; wait4 gives this child's own peak."""
-    env = {**os.environ, "SESSIONS_TIMING": "1"}
+    env = dict(os.environ)
     with tempfile.TemporaryFile() as err_file, tempfile.TemporaryFile() as out_file:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -46,9 +41,6 @@ def measure(args: list[str], stdout=subprocess.DEVNULL) -> tuple[float, float, b
         err, out = err_file.read(), out_file.read()
     if process.returncode not in (0, 3):
         raise SystemExit(f"failed ({process.returncode}): {' '.join(args)}\n{err.decode()}")
-    found = re.search(rb"timing: read ([0-9.]+) s, of which spilling ([0-9.]+) s", err)
-    if found and args[1] == "list":
-        READS.setdefault(args[2], []).append((float(found.group(1)), float(found.group(2))))
     return wall, usage.ru_maxrss / 1024, out
 
 
@@ -92,16 +84,22 @@ def bench_size(spans: int, data: Path, repeat: int, duckdb: bool) -> list[tuple]
                  p_wall, p_peak))  # fmt: skip
     rows.append((spans, size_mb, f"parquet vs json: whole command {wall / p_wall:.1f}x faster",
                  None, None))  # fmt: skip
-    less = "read phase, json less its spilling (a converted file spills nothing)"
-    for label, less_spill in (("read phase", False), (less, True)):
-        json_read, parquet_read = (
-            statistics.median(read - spill * less_spill for read, spill in READS[str(p)])
-            for p in (path, parquet)
-        )
-        ratio = json_read / parquet_read
-        text = f"{label}: json {json_read:.3f} s, parquet {parquet_read:.3f} s = {ratio:.1f}x"
-        rows.append((spans, size_mb, text, None, None))
+    rows.append(reading_alone(path, parquet, spans, size_mb, repeat))
     return rows
+
+
+def reading_alone(path: Path, parquet: Path, spans: int, size_mb: float, repeat: int) -> tuple:
+    """The JSON and its converted Parquet read to deduplicated groups, without the model
+    (read_only.py), alternately: the row of their medians and ratio."""
+    seconds: dict[Path, list[float]] = {path: [], parquet: []}
+    for _ in range(repeat):
+        for source in (path, parquet):
+            out = measure([sys.executable, str(HERE / "read_only.py"), str(source)], stdout=None)
+            seconds[source].append(float(out[2].split()[0]))
+    json_read, parquet_read = (statistics.median(seconds[p]) for p in (path, parquet))
+    text = (f"reading alone (to deduplicated spans, no model): json {json_read:.3f} s, "
+            f"parquet {parquet_read:.3f} s = {json_read / parquet_read:.1f}x")  # fmt: skip
+    return (spans, size_mb, text, None, None)
 
 
 def list_vs_duckdb(
