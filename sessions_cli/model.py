@@ -103,8 +103,8 @@ def build(
         kept = annotate(spans, cost_mode=cost_mode, prices=prices, notices=found)
         traces.add(trace_table(kept, found), _with_metadata(kept))
     else:
-        # Two groups at a time, while the next is read: a group's polars calls keep 1.4 of
-        # the 2 cores busy on their own. At most two groups are in flight, and one read.
+        # A group's polars calls keep about 1.4 of the 2 cores busy on their own: one group is
+        # summarised while the next is read, and two while the older one is waited for.
         with ThreadPoolExecutor(2, thread_name_prefix="sessions-model") as pool:
             pending: deque = deque()
             for group in spans:
