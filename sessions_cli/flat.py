@@ -22,7 +22,7 @@ from sessions_cli.errors import InputError
 from sessions_cli.otlp import ids_are_hex, normalise_id, parse_tags
 from sessions_cli.render import pieces
 from sessions_cli.schema import SPAN_SCHEMA, compact, conform, empty_spans, expand
-from sessions_cli.store import SpanStore, first_readings, write_part
+from sessions_cli.store import HAS_IDS, SpanStore, first_readings, write_part
 
 WRITABLE = (".parquet", ".jsonl", ".csv")
 
@@ -116,7 +116,7 @@ def grouped_parquet(path: Path, label: str, memory_rows: int) -> GroupedParquet 
         return None
     if not fits or (ids is not None and not _split_free(ids, sizes)):
         return None
-    return GroupedParquet(path, label, sizes, memory_rows)
+    return GroupedParquet(path, label, sizes, memory_rows, ids_checked=ids is not None)
 
 
 def _split_free(trace_ids: pl.Series, sizes: list[int]) -> bool:
@@ -144,9 +144,11 @@ def _split_free(trace_ids: pl.Series, sizes: list[int]) -> bool:
 class GroupedParquet(SpanStore):
     """The spans of a converted Parquet file, a group at a time, as the file holds them."""
 
-    def __init__(self, path, label, sizes, memory_rows) -> None:
+    def __init__(self, path, label, sizes, memory_rows, *, ids_checked: bool) -> None:
         super().__init__(memory_rows=memory_rows)
         self.path, self.label, self.sizes = path, label, sizes
+        # `_split_free` found every trace id already as the model sees it (or unusable).
+        self.ids_checked = ids_checked
         if sum(sizes) > memory_rows:  # trace rows and convert's output wait on disk, as spilled
             self.directory = Path(tempfile.mkdtemp(prefix="sessions-spill-"))
 
@@ -160,7 +162,7 @@ class GroupedParquet(SpanStore):
         for size in self.sizes:
             if size:
                 spans = self._read(pl.scan_parquet(self.path).slice(offset, size))
-                valid = spans.filter(_HAS_IDS)
+                valid = spans.filter(HAS_IDS)
                 self.rows += valid.height
                 self.without_ids += spans.height - valid.height
                 yield valid
@@ -169,9 +171,11 @@ class GroupedParquet(SpanStore):
             yield compact(empty_spans())
 
     def spans_of(self, trace_ids: list[str]) -> pl.DataFrame:
-        wanted = pl.Series(trace_ids, dtype=pl.String)
-        scan = pl.scan_parquet(self.path).filter(pl.col("trace_id").is_in(wanted))
-        return first_readings(self._read(scan).filter(_HAS_IDS))[0]
+        wanted = pl.col("trace_id").is_in(pl.Series(trace_ids, dtype=pl.String))
+        scan = pl.scan_parquet(self.path)
+        if self.ids_checked:  # the file's ids are the normalised ones: filter while reading
+            scan = scan.filter(wanted)
+        return first_readings(self._read(scan).filter(HAS_IDS & wanted))[0]
 
     def _read(self, scan: pl.LazyFrame) -> pl.DataFrame:
         started = time.perf_counter()
@@ -182,9 +186,6 @@ class GroupedParquet(SpanStore):
         spans = compact(_normalise(frame))
         self.read_seconds += time.perf_counter() - started
         return spans
-
-
-_HAS_IDS = pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null()
 
 
 def read_csv(data: bytes, label: str) -> pl.DataFrame | None:

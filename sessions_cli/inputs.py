@@ -248,7 +248,9 @@ def read_store(
     never). The report is complete once the store's groups have been read through
     (`conflicting_duplicates`)."""
     report = Report()
-    if len(sources) == 1 and sources[0].path is not None:
+    # A converted file is read by its own groups. Not with --strict: spans without ids are
+    # only counted as its groups are read, after the point where --strict must refuse them.
+    if not strict and len(sources) == 1 and sources[0].path is not None:
         grouped = flat.grouped_parquet(sources[0].path, sources[0].label, memory_rows or 2**62)
         if grouped is not None:  # spans without ids are counted as its groups are read
             return grouped, report

@@ -29,6 +29,10 @@ _BUCKETS = 64
 _FLUSH_ROWS = 100_000  # buffered spans written out at once, across buckets
 
 
+# A span the model can place: one without a valid trace or span id is dropped, and counted.
+HAS_IDS = pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null()
+
+
 class SpanStore:
     def __init__(self, memory_rows: int = MEMORY_ROWS, group_rows: int = GROUP_ROWS) -> None:
         self.memory_rows, self.group_rows = memory_rows, group_rows
@@ -46,7 +50,7 @@ class SpanStore:
     # -- writing ------------------------------------------------------------------------------
 
     def add(self, frame: pl.DataFrame) -> None:
-        valid = frame.filter(pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null())
+        valid = frame.filter(HAS_IDS)
         self.without_ids += frame.height - valid.height
         frame = valid
         if frame.is_empty():

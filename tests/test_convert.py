@@ -375,3 +375,48 @@ def test_a_converted_file_that_turns_unreadable_while_read_is_a_clear_error(tmp_
         out.write_bytes(b"PAR1 not any more")
         with pytest.raises(InputError, match=r"^spans\.parquet: unreadable Parquet"):
             list(store.groups())
+
+
+def uppercase_trace(tmp_path, name: str, sizes) -> object:
+    """Two spans of one trace whose id is uppercase hex (normalised to lowercase when read),
+    one without a span id, as a Parquet file that claims `sizes` as its groups (None: no
+    groups)."""
+    import polars as pl
+
+    spans = pl.DataFrame(
+        {
+            "trace_id": ["AB" * 16] * 3,
+            "span_id": ["1" * 16, "2" * 16, None],
+            "parent_span_id": [None, "1" * 16, None],
+            "start_time_unix_nano": [1_790_000_000_000_000_000] * 3,
+            "end_time_unix_nano": [1_790_000_001_000_000_000] * 3,
+            "session_id": ["s-1"] * 3,
+        }
+    )
+    path = tmp_path / f"{name}.parquet"
+    if sizes is None:
+        spans.write_parquet(path)
+    else:
+        grouped_file(path, spans, sizes)
+    return path
+
+
+def test_a_one_group_file_with_ids_to_normalise_shows_all_its_spans(tmp_path):
+    """One group needs no id check, so its ids are not known to be normalised: a timeline
+    must find the spans by their normalised id, not by the file's."""
+    from sessions_cli import flat
+
+    grouped, plain = uppercase_trace(tmp_path, "one", [3]), uppercase_trace(tmp_path, "plain", None)
+    assert flat.grouped_parquet(grouped, "one", 100) is not None
+    spans = run_json("timeline", "s-1", str(grouped), "--spans")
+    assert spans == run_json("timeline", "s-1", str(plain), "--spans")
+    assert len(spans) == 3  # the trace and its two spans
+
+
+def test_strict_refuses_spans_without_ids_in_a_converted_file_as_in_any_file(tmp_path):
+    grouped, plain = uppercase_trace(tmp_path, "one", [3]), uppercase_trace(tmp_path, "plain", None)
+    for path in (grouped, plain):
+        result = run("list", str(path), "--strict")
+        assert result.exit_code == 1
+        assert "--strict" in result.stderr
+        assert "skipped 1 span without a valid traceId/spanId" in result.stderr
