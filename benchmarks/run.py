@@ -27,11 +27,10 @@ SESSIONS = str(Path(sys.executable).with_name("sessions"))
 
 def measure(args: list[str], stdout=subprocess.DEVNULL) -> tuple[float, float, bytes]:
     """(wall seconds, peak RSS in MB, stdout) of one run; wait4 gives this child's own peak."""
-    env = dict(os.environ)
     with tempfile.TemporaryFile() as err_file, tempfile.TemporaryFile() as out_file:
         started = time.perf_counter()
         process = subprocess.Popen(
-            args, stdout=out_file if stdout is None else stdout, stderr=err_file, env=env
+            args, stdout=out_file if stdout is None else stdout, stderr=err_file
         )
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started

@@ -252,7 +252,7 @@ def read_store(
     # only counted as its groups are read, after the point where --strict must refuse them.
     if not strict and len(sources) == 1 and sources[0].path is not None:
         grouped = flat.grouped_parquet(sources[0].path, sources[0].label, memory_rows or 2**62)
-        if grouped is not None:  # spans without ids are counted as its groups are read
+        if grouped is not None:
             return grouped, report
     store = SpanStore(memory_rows=memory_rows or 2**62)
     try:
