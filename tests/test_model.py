@@ -211,3 +211,29 @@ def test_price_rates_are_cached_on_disk_and_a_broken_cache_is_ignored(tmp_path, 
     pricing._stored_rates.cache_clear()  # as a new process would: read the file again
     assert run_json("list", str(REAL)) == first
     assert json.loads(cache.read_text()) == rates  # rebuilt from the price table
+
+
+def test_groups_built_side_by_side_add_up_to_one_frame_notices_included():
+    """Groups of whole traces (as a spilled store gives them) are summarised two at a time on
+    threads: traces, sessions and the notices each group found must add up to what one frame
+    gives."""
+    traces = [
+        # a parent cycle, a self-parent, and a trace with two session ids: one of each notice
+        (span("t1", "a", parent="b", session__id="s", **usage(1, 1)),
+         span("t1", "b", parent="a", **usage(2, 2))),
+        (span("t2", "c", parent="c", session__id="s2", **usage(3, 3)),),
+        (span("t3", "r", session__id="s"), span("t3", "x", parent="r", session__id="s3")),
+        (span("t4", "r", session__id="s4", **usage(5, 5)),),
+        (span("t5", "d", parent="e", session__id="s5"), span("t5", "e", parent="d")),
+    ]  # fmt: skip
+
+    def frame(*spans):
+        line = json.dumps(document(*spans))
+        return otlp.spans_from_lines(pl.Series([line]), attributes.CHAINS)
+
+    whole = model.build(frame(*(s for trace in traces for s in trace)))
+    grouped = model.build(frame(*trace) for trace in traces)
+    assert len(whole.notices) == 3
+    assert grouped.notices == whole.notices
+    assert grouped.sessions.to_dicts() == whole.sessions.to_dicts()
+    assert grouped.traces.to_dicts() == whole.traces.to_dicts()
