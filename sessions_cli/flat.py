@@ -123,7 +123,7 @@ def _split_free(trace_ids: pl.Series, sizes: list[int]) -> bool:
     """Whether no trace is in two groups, as the model will see the ids. Ids of 32 lowercase
     characters with no space around them normalise to themselves or to null (not hex): two
     can never become one (a padded one could be base64). A trace in two groups would be split
-    between model builds: checked in 50-100 ms per 1M spans (colliding hashes can only send a
+    between model builds: checked in 70-150 ms per 1M spans (colliding hashes can only send a
     good file the usual way)."""
     ids = pl.col("id")
     same = (
