@@ -3,9 +3,15 @@ would take, without building the model. Prints the seconds it took (imports not 
 the span count.
 
     python benchmarks/read_only.py FILE
+    python benchmarks/read_only.py FILE --decode-only
 
 `$SESSIONS_TIMING`'s read phase is not this for a converted Parquet file: its groups are read
 while the model works on the ones before, so their wall time there includes waiting for a core.
+
+`--decode-only` is the floor under any OTLP JSON reading in this stack: the same reader (blocks,
+line splitting, both threads), but each batch is only decoded by polars' `json_decode`, and
+nothing is made of it (no attributes picked, no spans, no dedupe, no spill). No command can read
+such a file faster than this.
 """
 
 from __future__ import annotations
@@ -13,16 +19,25 @@ from __future__ import annotations
 import sys
 import time
 
-from sessions_cli import attributes, inputs
+from sessions_cli import attributes, inputs, otlp
+from sessions_cli.schema import empty_spans
 
 
 def main() -> None:
+    if "--decode-only" in sys.argv[2:]:
+        otlp.spans_from_lines = _decode_only
     started = time.perf_counter()
     sources = inputs.resolve((sys.argv[1],), stdin_is_tty=True, env={})
     store, _ = inputs.read_store(sources, attributes.chains(()))
     with store:
         spans = sum(group.height for group in store.groups())
     print(f"{time.perf_counter() - started:.3f} {spans}")
+
+
+def _decode_only(lines, chains, problems=None, *, trust_nul=False):
+    """What `otlp.spans_from_lines` costs at the least: the decode, for scalar values only."""
+    otlp._decoded(lines, otlp._SCALAR_DOCUMENT)
+    return empty_spans()
 
 
 if __name__ == "__main__":

@@ -128,7 +128,20 @@ def list_vs_duckdb(
                   else f"DUCKDB {wall / d_wall:.2f}x FASTER")  # fmt: skip
         rows.append((spans, size_mb, f"list vs duckdb{shape}: {faster}, "
                      f"results {'agree' if agree else 'DIFFER'}", None, None))  # fmt: skip
+        rows.append(decoding_floor(path, spans, repeat, d_wall, shape))
     return rows, listed
+
+
+def decoding_floor(path: Path, spans: int, repeat: int, duckdb_wall: float, shape: str) -> tuple:
+    """What no command can beat on this file in this stack: a whole process that reads it and
+    only decodes its JSON (read_only.py --decode-only), against the 2x-DuckDB budget."""
+    floor, _ = runs([sys.executable, str(HERE / "read_only.py"), str(path), "--decode-only"],
+                    repeat)  # fmt: skip
+    text = (
+        f"floor{shape}: a process that only reads and decodes the JSON takes {floor:.2f} s; "
+        f"2x DuckDB means {duckdb_wall / 2:.2f} s for everything"
+    )
+    return (spans, path.stat().st_size / 1e6, text, None, None)
 
 
 def runs(args: list[str], times: int) -> tuple[float, float]:
