@@ -141,12 +141,19 @@ def breach_lines(budgets: list[Budget], *, most: int = 50) -> list[str]:
 
 def _pair(name: str, value: float, limit: float) -> tuple[str, str]:
     """Value and limit as people read them, precise enough to differ when they do."""
-    shown, bound = _measure(name, value), _measure(name, limit)
+    shown, bound = _measure(name, value), _limit(name, limit)
     if shown == bound:
         unit = "ms" if name.endswith("duration") else ""
         money = "$" if name.endswith("cost") else ""
         shown, bound = f"{money}{value:.12g}{unit}", f"{money}{limit:.12g}{unit}"
     return shown, bound
+
+
+def _limit(name: str, limit: float) -> str:
+    """A limit as the user set it: one below the money format's precision (`<$0.0001`) would
+    read as a range, not a number (`cost $0.0393 > <$0.0001`)."""
+    shown = _measure(name, limit)
+    return f"${limit:.12g}" if shown.startswith("<") else shown
 
 
 def _measure(name: str, value) -> str:
@@ -169,7 +176,7 @@ def _budget_cells(budgets: list[Budget]) -> list[list[str]]:
             found += f" ({render.plain(b.session_id)})"
         if b.breaches:
             found += f", {len(b.breaches):,} over"
-        rows.append([b.name, _measure(b.name, b.limit), found, "held" if b.held else "EXCEEDED"])
+        rows.append([b.name, _limit(b.name, b.limit), found, "held" if b.held else "EXCEEDED"])
     return rows
 
 

@@ -231,6 +231,13 @@ def test_each_budget_at_under_and_over_its_limit(budgeted, option, at, under, ov
     assert result.stderr == breach + "\n"
 
 
+def test_a_limit_below_a_hundredth_of_a_cent_is_shown_as_set(budgeted):
+    result = run("stats", budgeted, "--max-session-cost", "0.0000001", "--format", "markdown")
+    assert result.exit_code == 3
+    assert "budget: session s2 cost $0.5000 > $1e-07\n" in result.stderr
+    assert re.search(r"\| max_session_cost \| +\$1e-07 \|", result.stdout)
+
+
 def test_float_noise_never_breaks_a_money_budget(budgeted):
     for option in ("--max-session-cost", "--max-total-cost"):  # s1: 0.1 + 0.2 against $0.30
         result = run("stats", budgeted, "--search", "s1", option, "0.3")
