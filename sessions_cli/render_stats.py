@@ -140,20 +140,25 @@ def breach_lines(budgets: list[Budget], *, most: int = 50) -> list[str]:
 
 
 def _pair(name: str, value: float, limit: float) -> tuple[str, str]:
-    """Value and limit as people read them, precise enough to differ when they do."""
-    shown, bound = _measure(name, value), _limit(name, limit)
-    if shown == bound:
-        unit = "ms" if name.endswith("duration") else ""
-        money = "$" if name.endswith("cost") else ""
-        shown, bound = f"{money}{value:.12g}{unit}", f"{money}{limit:.12g}{unit}"
+    """Value and limit as people read them, precise enough to differ when they do. Below the
+    money format's precision (`<$0.0001`) both are given in full: the limit is a number the
+    user set, and `cost $0.0393 > <$0.0001` would read as a range."""
+    shown, bound = _measure(name, value), _measure(name, limit)
+    if shown == bound or shown.startswith("<") or bound.startswith("<"):
+        shown, bound = _full(name, value), _full(name, limit)
     return shown, bound
 
 
 def _limit(name: str, limit: float) -> str:
-    """A limit as the user set it: one below the money format's precision (`<$0.0001`) would
-    read as a range, not a number (`cost $0.0393 > <$0.0001`)."""
+    """A limit in the budget table: as set, when the money format cannot show it."""
     shown = _measure(name, limit)
-    return f"${limit:.12g}" if shown.startswith("<") else shown
+    return _full(name, limit) if shown.startswith("<") else shown
+
+
+def _full(name: str, value: float) -> str:
+    unit = "ms" if name.endswith("duration") else ""
+    money = "$" if name.endswith("cost") else ""
+    return f"{money}{value:.12g}{unit}"
 
 
 def _measure(name: str, value) -> str:

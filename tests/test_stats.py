@@ -234,8 +234,18 @@ def test_each_budget_at_under_and_over_its_limit(budgeted, option, at, under, ov
 def test_a_limit_below_a_hundredth_of_a_cent_is_shown_as_set(budgeted):
     result = run("stats", budgeted, "--max-session-cost", "0.0000001", "--format", "markdown")
     assert result.exit_code == 3
-    assert "budget: session s2 cost $0.5000 > $1e-07\n" in result.stderr
+    assert "budget: session s2 cost $0.5 > $1e-07\n" in result.stderr
     assert re.search(r"\| max_session_cost \| +\$1e-07 \|", result.stdout)
+
+
+def test_a_session_cost_below_a_hundredth_of_a_cent_is_shown_in_full_beside_its_limit(tmp_path):
+    path = tmp_path / "tiny.jsonl"
+    path.write_text(
+        lines(document(span("a1", "1", session__id="s1", agentmark__usage__cost_usd=2e-7)))
+    )
+    result = run("stats", str(path), "--max-session-cost", "0.0000001")
+    assert result.exit_code == 3
+    assert result.stderr == "budget: session s1 cost $2e-07 > $1e-07\n"
 
 
 def test_float_noise_never_breaks_a_money_budget(budgeted):
