@@ -10,8 +10,8 @@ while the model works on the ones before, so their wall time there includes wait
 
 `--decode-only` is the floor under any OTLP JSON reading in this stack: the same reader (blocks,
 line splitting, both threads), but each batch is only decoded by polars' `json_decode`, and
-nothing is made of it (no attributes picked, no spans, no dedupe, no spill). No command can read
-such a file faster than this.
+nothing is made of it (no attributes picked, no spans, no dedupe, no spill). Reading OTLP JSON
+with polars' decoder cannot be faster than this.
 """
 
 from __future__ import annotations
