@@ -140,17 +140,17 @@ def breach_lines(budgets: list[Budget], *, most: int = 50) -> list[str]:
 
 
 def _pair(name: str, value: float, limit: float) -> tuple[str, str]:
-    """Value and limit as people read them, precise enough to differ when they do. Below the
-    money format's precision (`<$0.0001`) both are given in full: the limit is a number the
-    user set, and `cost $0.0393 > <$0.0001` would read as a range."""
-    shown, bound = _measure(name, value), _measure(name, limit)
-    if shown == bound or shown.startswith("<") or bound.startswith("<"):
+    """Value and limit as people read them, precise enough to differ when they do: in full
+    when they read alike, or when the value is below the money format's precision."""
+    shown, bound = _measure(name, value), _limit(name, limit)
+    if shown == bound or shown.startswith("<"):
         shown, bound = _full(name, value), _full(name, limit)
     return shown, bound
 
 
 def _limit(name: str, limit: float) -> str:
-    """A limit in the budget table: as set, when the money format cannot show it."""
+    """A limit as the user set it: one below the money format's precision (`<$0.0001`) would
+    read as a range, not a number (`cost $0.0393 > <$0.0001`)."""
     shown = _measure(name, limit)
     return _full(name, limit) if shown.startswith("<") else shown
 

@@ -234,7 +234,7 @@ def test_each_budget_at_under_and_over_its_limit(budgeted, option, at, under, ov
 def test_a_limit_below_a_hundredth_of_a_cent_is_shown_as_set(budgeted):
     result = run("stats", budgeted, "--max-session-cost", "0.0000001", "--format", "markdown")
     assert result.exit_code == 3
-    assert "budget: session s2 cost $0.5 > $1e-07\n" in result.stderr
+    assert "budget: session s2 cost $0.5000 > $1e-07\n" in result.stderr
     assert re.search(r"\| max_session_cost \| +\$1e-07 \|", result.stdout)
 
 
