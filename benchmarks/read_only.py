@@ -19,8 +19,10 @@ from __future__ import annotations
 import sys
 import time
 
-from sessions_cli import attributes, inputs, otlp
-from sessions_cli.schema import empty_spans
+from sessions_cli.read import keys as attributes
+from sessions_cli.read import otlp
+from sessions_cli.read import sources as inputs
+from sessions_cli.read.schema import empty_spans
 
 
 def main() -> None:

@@ -1,3 +1,3 @@
-from sessions_cli.cli import main
+from sessions_cli.cli.main import main
 
 main()

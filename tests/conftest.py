@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import settings
 
-from sessions_cli.cli import cli
+from sessions_cli.cli.main import cli
 
 # Hypothesis: CI runs a bounded number of examples; `--hypothesis-profile=long` runs many more.
 settings.register_profile("default", max_examples=60, deadline=None)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from sessions_cli import inputs
+from sessions_cli.read import sources as inputs
 from tests.conftest import FIXTURES, run
 from tests.otlp_builder import document, lines, span
 
@@ -156,7 +156,7 @@ def test_a_line_longer_than_the_limit_is_skipped_and_memory_stays_bounded(tmp_pa
 
 
 def _rest():
-    from sessions_cli import attributes
+    from sessions_cli.read import keys as attributes
 
     return {k: v for k, v in attributes.CHAINS.items() if k != "session_id"}
 
@@ -199,7 +199,7 @@ def test_csv_defuses_formulas_but_keeps_numbers(fmt, delimiter, tmp_path):
 def test_csv_defuses_cells_starting_with_tab_or_carriage_return():
     import polars as pl
 
-    from sessions_cli.render import render
+    from sessions_cli.output.render import render
 
     frame = pl.DataFrame({"a": ["\tx", "\rx", "x=1"], "n": [-1.5, 2.0, 3.0]})
     assert list(csv.reader(io.StringIO(render(frame, "csv")))) == [
@@ -224,7 +224,7 @@ class CliBytes:
     def invoke(*args) -> bytes:
         from click.testing import CliRunner
 
-        from sessions_cli.cli import cli
+        from sessions_cli.cli.main import cli
 
         return CliRunner().invoke(cli, list(args), catch_exceptions=False).stdout_bytes
 

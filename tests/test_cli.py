@@ -307,7 +307,7 @@ def test_version_and_help_everywhere():
 
 
 def test_every_option_has_help_text():
-    from sessions_cli.cli import cli
+    from sessions_cli.cli.main import cli
 
     for command in cli.commands.values():
         for param in command.params:
@@ -328,7 +328,7 @@ def test_orphans_list_traces(three, tmp_path):
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "tsv"])
 def test_machine_formats_written_in_slices_are_the_same_text(fmt, monkeypatch):
     """Big outputs are rendered a slice of rows at a time; the text must not show it."""
-    from sessions_cli import render
+    from sessions_cli.output import render
 
     args = ("list", str(GENERATED), "--format", fmt, "--sort", "cost")
     whole = run(*args)

@@ -9,7 +9,10 @@ import json
 
 import pytest
 
-from sessions_cli import attributes, cli, inputs, model
+from sessions_cli.cli import main as cli
+from sessions_cli.model import sessions as model
+from sessions_cli.read import keys as attributes
+from sessions_cli.read import sources as inputs
 from tests.conftest import FIXTURES, GENERATED, REAL, run, run_json
 
 
@@ -50,7 +53,7 @@ def test_converted_copies_give_identical_results(tmp_path, suffix, source):
 def convert_spilled(tmp_path, suffix: str):
     """The generated fixture as plain JSON lines, and converted from a spilled store (groups
     of at most 300 spans): (the JSON, the converted file, how many spans it holds)."""
-    from sessions_cli import flat
+    from sessions_cli.read import flat
 
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
@@ -94,7 +97,7 @@ def test_parquet_read_a_slice_at_a_time_gives_the_same_results(tmp_path, monkeyp
     store a slice at a time."""
     import polars as pl
 
-    from sessions_cli import flat
+    from sessions_cli.read import flat
 
     converted, out = tmp_path / "converted.parquet", tmp_path / "spans.parquet"
     assert run("convert", str(GENERATED), "-o", str(converted)).exit_code == 0
@@ -110,7 +113,7 @@ def test_a_converted_file_is_read_by_its_own_groups_with_the_same_answers(tmp_pa
     that one file takes them as they are, with nothing spilled."""
     import polars as pl
 
-    from sessions_cli import flat
+    from sessions_cli.read import flat
 
     plain, out, written = convert_spilled(tmp_path, ".parquet")
     sizes = json.loads(pl.read_parquet_metadata(out)[flat.GROUPS])
@@ -126,7 +129,7 @@ def test_a_converted_file_is_read_by_its_own_groups_with_the_same_answers(tmp_pa
 
 def grouped_file(path, frame, sizes) -> None:
     """A Parquet file that claims `sizes` as its groups, as convert would."""
-    from sessions_cli import flat
+    from sessions_cli.read import flat
 
     frame.write_parquet(path, metadata={flat.GROUPS: json.dumps(sizes)})
 
@@ -136,7 +139,7 @@ def test_groups_that_split_a_trace_are_not_trusted(tmp_path):
     usual way: otherwise the trace would be counted twice, once per group."""
     import polars as pl
 
-    from sessions_cli import flat
+    from sessions_cli.read import flat
 
     plain, out, written = convert_spilled(tmp_path, ".parquet")
     shuffled = tmp_path / "shuffled.parquet"
@@ -163,7 +166,7 @@ def test_groups_are_not_trusted_when_ids_could_merge_or_sizes_do_not_add_up(
     are one trace. Sizes that do not cover the file are not groups either."""
     import polars as pl
 
-    from sessions_cli import flat
+    from sessions_cli.read import flat
 
     first = "69b71d79f8218a39259a7a29aabb2dbb" if name == "padded-base64" else "ab" * 16
     spans = pl.DataFrame(
@@ -186,7 +189,7 @@ def test_groups_are_not_trusted_when_ids_could_merge_or_sizes_do_not_add_up(
 def test_spans_without_ids_in_a_converted_file_are_counted(tmp_path):
     import polars as pl
 
-    from sessions_cli import flat
+    from sessions_cli.read import flat
 
     spans = pl.DataFrame(
         {
@@ -265,7 +268,7 @@ def test_total_bytes_is_unknown_for_compressed_input(tmp_path):
 def test_converted_parquet_keeps_the_span_columns(tmp_path):
     import polars as pl
 
-    from sessions_cli.schema import SPAN_SCHEMA
+    from sessions_cli.read.schema import SPAN_SCHEMA
 
     out = tmp_path / "spans.parquet"
     assert run("convert", str(REAL), "-o", str(out)).exit_code == 0
@@ -279,8 +282,9 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
     """Past its memory limit the store buckets spans by trace on disk, the model is built a
     group at a time, and trace rows wait on disk by session: every table must come out the
     same as from one frame in memory."""
-    from sessions_cli import store as span_store
-    from sessions_cli import timeline, trace_store
+    from sessions_cli.query import timeline
+    from sessions_cli.store import spans as span_store
+    from sessions_cli.store import traces as trace_store
 
     monkeypatch.setattr(span_store, "_FLUSH_ROWS", 250)  # several span files per bucket
     monkeypatch.setattr(trace_store, "_FLUSH_ROWS", 40)  # several trace files per bucket
@@ -316,8 +320,8 @@ def test_a_spilled_store_keeps_the_first_read_of_a_re_sent_span(monkeypatch):
     re-sent with other content is still taken from its first reading, as in memory."""
     import polars as pl
 
-    from sessions_cli import schema
-    from sessions_cli import store as span_store
+    from sessions_cli.read import schema
+    from sessions_cli.store import spans as span_store
 
     monkeypatch.setattr(span_store, "_FLUSH_ROWS", 1)  # a file per bucket per span added
 
@@ -365,8 +369,8 @@ def test_convert_warns_of_spans_read_twice_with_different_content(tmp_path):
 def test_a_converted_file_that_turns_unreadable_while_read_is_a_clear_error(tmp_path):
     """Its groups are read while the model is built, after the check: a file replaced in
     between is an input error naming it, not a polars traceback."""
-    from sessions_cli import flat
     from sessions_cli.errors import InputError
+    from sessions_cli.read import flat
 
     _, out, _ = convert_spilled(tmp_path, ".parquet")
     store, _ = inputs.read_store([inputs.Source("spans.parquet", out)], attributes.CHAINS)
@@ -404,7 +408,7 @@ def uppercase_trace(tmp_path, name: str, sizes) -> object:
 def test_a_one_group_file_with_ids_to_normalise_shows_all_its_spans(tmp_path):
     """One group needs no id check, so its ids are not known to be normalised: a timeline
     must find the spans by their normalised id, not by the file's."""
-    from sessions_cli import flat
+    from sessions_cli.read import flat
 
     grouped, plain = uppercase_trace(tmp_path, "one", [3]), uppercase_trace(tmp_path, "plain", None)
     assert flat.grouped_parquet(grouped, "one", 100) is not None

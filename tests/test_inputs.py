@@ -8,8 +8,10 @@ import json
 import polars as pl
 import pytest
 
-from sessions_cli import attributes, inputs, render
 from sessions_cli.errors import UsageError
+from sessions_cli.output import render
+from sessions_cli.read import keys as attributes
+from sessions_cli.read import sources as inputs
 from tests.conftest import EDGE, REAL, by_id, run, run_json
 from tests.otlp_builder import document, lines, span
 
@@ -300,6 +302,6 @@ def test_decoding_a_batch_in_pieces_changes_nothing(monkeypatch):
     """Lines are decoded about a megabyte at a time; any piece size gives the same spans."""
     sources = inputs.resolve((str(REAL), str(EDGE)), stdin_is_tty=True, env={})
     whole, _ = inputs.read_spans(sources, attributes.CHAINS)
-    monkeypatch.setattr("sessions_cli.otlp._DECODE_BYTES", 2_000)
+    monkeypatch.setattr("sessions_cli.read.otlp._DECODE_BYTES", 2_000)
     pieces, _ = inputs.read_spans(sources, attributes.CHAINS)
     assert pieces.equals(whole)

@@ -10,7 +10,7 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessions_cli import json_text, render
+from sessions_cli.output import json_text, render
 
 # Text with what JSON must escape (quotes, backslashes, control characters), what it must not
 # (non-ASCII, DEL), and the separators the layout itself uses.

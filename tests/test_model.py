@@ -7,7 +7,10 @@ import json
 import polars as pl
 import pytest
 
-from sessions_cli import attributes, model, otlp, pricing
+from sessions_cli.model import pricing
+from sessions_cli.model import sessions as model
+from sessions_cli.read import keys as attributes
+from sessions_cli.read import otlp
 from tests.otlp_builder import document, hex_id, span
 
 

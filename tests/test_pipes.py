@@ -102,7 +102,7 @@ def test_a_breached_budget_still_fails_when_the_reader_stops_early(monkeypatch):
     """`sessions stats ... | head -1` in CI: the budget's exit code must survive the reader
     going away. A real pipe closes at a moment the test cannot choose, so the closed pipe is
     simulated where stdout is written."""
-    from sessions_cli import cli
+    from sessions_cli.cli import main as cli
 
     def reader_gone(text):
         raise cli._ReaderGone

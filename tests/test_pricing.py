@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from genai_prices import Usage, calc_price
 
-from sessions_cli import pricing
+from sessions_cli.model import pricing
 
 CALLS = pl.DataFrame(
     [

@@ -9,7 +9,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sessions_cli import attributes, inputs, model
+from sessions_cli.model import sessions as model
+from sessions_cli.read import keys as attributes
+from sessions_cli.read import sources as inputs
 from tests.otlp_builder import document, span
 
 MODELS = ["gpt-4o-mini", "m-unpriced"]

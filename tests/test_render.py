@@ -6,7 +6,7 @@ import tabulate as tabulate_module
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessions_cli import render
+from sessions_cli.output import render
 
 # Cells are plain text by then (no tabs, newlines or escapes); tabulate strips whitespace.
 PIECES = ["a", "b", " ", "\u00a0", "é", "😀", "-", "1"]

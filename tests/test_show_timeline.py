@@ -11,7 +11,11 @@ from pathlib import Path
 import click
 import pytest
 
-from sessions_cli import attributes, draw, inputs, model, timeline
+from sessions_cli.model import sessions as model
+from sessions_cli.output import draw
+from sessions_cli.query import timeline
+from sessions_cli.read import keys as attributes
+from sessions_cli.read import sources as inputs
 from tests.conftest import GENERATED, REAL, by_id, run, run_json
 from tests.otlp_builder import document, lines, span
 
@@ -377,7 +381,7 @@ def test_errors_are_marked_and_plain_ascii_stays_ascii(tree):
 
 
 def test_colour_only_when_asked_and_never_with_no_color(tree, monkeypatch):
-    from sessions_cli import cli
+    from sessions_cli.cli import main as cli
 
     assert "\x1b[" not in drawing(SESSION, str(tree), columns=100)  # not a terminal
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)

@@ -6,7 +6,8 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessions_cli import schema, store
+from sessions_cli.read import schema
+from sessions_cli.store import spans as store
 
 IDS = st.tuples(st.sampled_from(["a" * 32, "b" * 32]), st.sampled_from(["1", "2", "3", "4"]))
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
-from sessions_cli import pricing
-from sessions_cli.attributes import MODEL_CALL_NAME_SUFFIXES, MODEL_CALL_OPERATIONS
-from sessions_cli.trace_store import TraceStore
+from sessions_cli.model import pricing
+from sessions_cli.read.keys import MODEL_CALL_NAME_SUFFIXES, MODEL_CALL_OPERATIONS
+from sessions_cli.store.traces import TraceStore
 
 SESSION_FIELDS = [
     "session_id", "session_name", "user_id", "users", "start", "end", "duration_ms",

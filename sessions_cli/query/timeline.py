@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from sessions_cli.model import Model
+from sessions_cli.model.sessions import Model
 
 EVENT_FIELDS = [
     "kind", "trace_id", "span_id", "parent_span_id", "depth", "name", "start", "end",

@@ -19,10 +19,10 @@ from typing import Any
 import polars as pl
 
 from sessions_cli.errors import InputError
-from sessions_cli.otlp import ids_are_hex, normalise_id, parse_tags
-from sessions_cli.render import pieces
-from sessions_cli.schema import SPAN_SCHEMA, compact, conform, empty_spans, expand
-from sessions_cli.store import HAS_IDS, SpanStore, first_readings, write_part
+from sessions_cli.output.render import pieces
+from sessions_cli.read.otlp import ids_are_hex, normalise_id, parse_tags
+from sessions_cli.read.schema import SPAN_SCHEMA, compact, conform, empty_spans, expand
+from sessions_cli.store.spans import HAS_IDS, SpanStore, first_readings, write_part
 
 WRITABLE = (".parquet", ".jsonl", ".csv")
 

@@ -81,7 +81,7 @@ def groups(sessions: pl.DataFrame, by: str, *, zone: tzinfo | None = None) -> pl
 
 def _exact_sum(column: str) -> pl.Expr:
     """Money summed as an exact decimal, whatever the order of the rows (see model.EXACT)."""
-    from sessions_cli.model import EXACT
+    from sessions_cli.model.sessions import EXACT
 
     return pl.col(column).cast(EXACT).sum().cast(pl.Float64).alias(column)
 

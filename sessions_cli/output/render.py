@@ -16,7 +16,7 @@ from datetime import tzinfo
 
 import polars as pl
 
-from sessions_cli import json_text
+from sessions_cli.output import json_text
 
 FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
 # Columns a table shows when --columns is not given; machine formats show every field.

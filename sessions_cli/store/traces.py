@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sessions_cli.store import read_parts, spill_buckets
+from sessions_cli.store.spans import read_parts, spill_buckets
 
 _BUCKETS = 16
 _ORPHANS = _BUCKETS  # the bucket of traces without a session

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from sessions_cli.render import duration, fit_to_width, money, plain
+from sessions_cli.output.render import duration, fit_to_width, money, plain
 
 _NS_PER_MS = 1_000_000
 # Round tick steps, in ms: the ruler uses the smallest that leaves room for its labels.

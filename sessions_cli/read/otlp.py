@@ -20,8 +20,8 @@ from typing import Any
 
 import polars as pl
 
-from sessions_cli.attributes import METADATA_PREFIX, METADATA_USED, NO_SESSION_VALUES, TAGS
-from sessions_cli.schema import conform, empty_spans
+from sessions_cli.read.keys import METADATA_PREFIX, METADATA_USED, NO_SESSION_VALUES, TAGS
+from sessions_cli.read.schema import conform, empty_spans
 
 _S = pl.String()
 _SCALARS = ("stringValue", "intValue", "doubleValue", "boolValue", "bytesValue")

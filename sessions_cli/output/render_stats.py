@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from sessions_cli import render
-from sessions_cli.stats import TOTAL_FIELDS, Budget
+from sessions_cli.output import render
+from sessions_cli.query.stats import TOTAL_FIELDS, Budget
 
 # How each distributed metric reads in a table.
 _METRIC_LABELS = {

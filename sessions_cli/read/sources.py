@@ -24,10 +24,10 @@ from typing import BinaryIO
 
 import polars as pl
 
-from sessions_cli import flat, otlp
 from sessions_cli.errors import InputError, UsageError
-from sessions_cli.schema import compact, empty_spans
-from sessions_cli.store import MEMORY_ROWS, SpanStore
+from sessions_cli.read import flat, otlp
+from sessions_cli.read.schema import compact, empty_spans
+from sessions_cli.store.spans import MEMORY_ROWS, SpanStore
 
 # A worker's batch of lines. Most steps after decoding cost per call, not per byte. Measured on
 # 1M spans in 16-span lines (read phase, peak; two runs each, before later speed-ups): 8 MB

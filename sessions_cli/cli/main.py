@@ -281,8 +281,8 @@ def list_command(
       sessions list export.jsonl.gz --user alice --json | jq '.[].cost_usd'
       sessions list --orphans traces.jsonl
     """
-    from sessions_cli import query
-    from sessions_cli.model import ORPHAN_FIELDS, SESSION_FIELDS
+    from sessions_cli.model.sessions import ORPHAN_FIELDS, SESSION_FIELDS
+    from sessions_cli.query import filters as query
 
     zone = _zone(tz)
     filters = _filters(filter_args, zone)
@@ -329,8 +329,10 @@ def show_command(session_id, paths, strict, session_keys, price_file, cost_mode,
       sessions show sess-42 traces/
       sessions show sess-42 traces/ --json | jq '.traces[] | select(.status == "error")'
     """
-    from sessions_cli import query, render, timeline
-    from sessions_cli.model import SESSION_FIELDS, TRACE_FIELDS
+    from sessions_cli.model.sessions import SESSION_FIELDS, TRACE_FIELDS
+    from sessions_cli.output import render
+    from sessions_cli.query import filters as query
+    from sessions_cli.query import timeline
 
     zone = _zone(tz)
     model = _load(
@@ -393,7 +395,9 @@ def timeline_command(
       sessions timeline sess-42 traces/ --spans --depth 2
       sessions timeline sess-42 traces/ --spans --json | jq 'select(.status == "error")'
     """
-    from sessions_cli import draw, query, render, timeline
+    from sessions_cli.output import draw, render
+    from sessions_cli.query import filters as query
+    from sessions_cli.query import timeline
 
     zone = _zone(tz)
     model = _load(
@@ -461,7 +465,7 @@ def convert_command(paths, strict, session_keys, price_file, cost_mode, output):
       sessions list spans.parquet --sort cost --limit 10
     """
     del price_file, cost_mode  # spans are written before any pricing: cost stays as recorded
-    from sessions_cli import flat
+    from sessions_cli.read import flat
 
     suffix = os.path.splitext(output)[1].lower()
     if suffix not in flat.WRITABLE:  # before reading anything
@@ -491,13 +495,13 @@ def budget_options(command):
 
 
 class _StatsValue(click.ParamType):
-    """An option value read by a parser of sessions_cli.stats, imported only when used."""
+    """An option value read by a parser of sessions_cli.query.stats, imported only when used."""
 
     def __init__(self, name: str, parser: str) -> None:
         self.name, self.parser = name, parser
 
     def convert(self, value, param, ctx):
-        from sessions_cli import stats
+        from sessions_cli.query import stats
 
         try:
             return getattr(stats, self.parser)(value)
@@ -552,7 +556,9 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
       sessions stats traces/ --since 24h --max-session-cost 0.50 --max-error-rate 5%
       sessions stats traces/ --format markdown >> "$GITHUB_STEP_SUMMARY"
     """
-    from sessions_cli import query, render, render_stats, stats
+    from sessions_cli.output import render, render_stats
+    from sessions_cli.query import filters as query
+    from sessions_cli.query import stats
 
     limits = {name: options.pop(name) for name in BUDGETS}
     if by is not None:
@@ -598,7 +604,8 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
 def _load(paths, *, strict, session_keys, price_file, cost_mode):
     """The model of PATHS. Spans wait in a SpanStore (on disk past a size); it is removed when
     the command ends."""
-    from sessions_cli import model, pricing
+    from sessions_cli.model import pricing
+    from sessions_cli.model import sessions as model
 
     prices = pricing.load_price_file(price_file)
     store, report = _store(paths, strict=strict, session_keys=session_keys)
@@ -635,7 +642,8 @@ def _timed(phase: str):
 def _store(paths, *, strict, session_keys):
     """The deduplicated spans of PATHS, in a SpanStore (on disk past a size) that is removed
     when the command ends, and the report of what was read."""
-    from sessions_cli import attributes, inputs
+    from sessions_cli.read import keys as attributes
+    from sessions_cli.read import sources as inputs
 
     with _reading(paths) as (sources, progress), _timed("read"):
         store, report = inputs.read_store(
@@ -658,7 +666,7 @@ def _warn_read(store, report, notices=()) -> None:
 @contextlib.contextmanager
 def _reading(paths):
     """The sources of PATHS, and a progress line on stderr when it is a terminal."""
-    from sessions_cli import inputs
+    from sessions_cli.read import sources as inputs
 
     sources = inputs.resolve(tuple(paths), stdin_is_tty=_stdin_is_tty(), env=dict(os.environ))
     progress = Progress(inputs.total_bytes(sources)) if _stderr_is_tty() else None
@@ -670,7 +678,7 @@ def _reading(paths):
 
 
 def _warn(warnings: list[str], *, empty: bool) -> None:
-    from sessions_cli.render import plain
+    from sessions_cli.output.render import plain
 
     for warning in warnings:  # file names and reasons can hold control characters
         click.echo(f"sessions: warning: {plain(warning)}", err=True)
@@ -730,8 +738,8 @@ def _stdin_is_tty() -> bool:
 
 
 def _filters(args: dict, zone: tzinfo | None):
-    from sessions_cli.query import Filters
-    from sessions_cli.timeparse import parse_instant
+    from sessions_cli.query.filters import Filters
+    from sessions_cli.query.timeparse import parse_instant
 
     def when(name: str):
         value = args.get(name)
@@ -797,7 +805,7 @@ def _columns(columns: str | None, fields) -> list[str] | None:
 
 
 def _emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) -> None:
-    from sessions_cli import render
+    from sessions_cli.output import render
 
     wanted = _columns(columns, fields)
     if wanted is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from sessions_cli.errors import InputError
-from sessions_cli.schema import compact, empty_spans
+from sessions_cli.read.schema import compact, empty_spans
 
 # Measured on 1M spans: 150k/100k peak at 325 MB, 400k/250k at 450 MB, equally fast.
 MEMORY_ROWS = 150_000  # spans held before spilling
