@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,8 @@ from sessions_cli.cli import main as cli
 from sessions_cli.model import sessions as model
 from sessions_cli.read import keys as attributes
 from sessions_cli.read import sources as inputs
+from sessions_cli.store import converted as converted_store
+from sessions_cli.store import loading
 from tests.conftest import FIXTURES, GENERATED, REAL, run, run_json
 
 
@@ -26,8 +30,8 @@ def test_chunk_size_changes_no_number(chunk_bytes, tmp_path):
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
     sources = [inputs.Source(str(plain), plain)]
-    reference, _ = inputs.read_spans(sources, attributes.CHAINS, chunk_bytes=10**9)
-    spans, report = inputs.read_spans(sources, attributes.CHAINS, chunk_bytes=chunk_bytes)
+    reference, _ = loading.read_spans(sources, attributes.CHAINS, chunk_bytes=10**9)
+    spans, report = loading.read_spans(sources, attributes.CHAINS, chunk_bytes=chunk_bytes)
     assert not report.malformed
     assert spans.height == reference.height
     assert sessions_of(spans) == sessions_of(reference)
@@ -53,16 +57,16 @@ def test_converted_copies_give_identical_results(tmp_path, suffix, source):
 def convert_spilled(tmp_path, suffix: str):
     """The generated fixture as plain JSON lines, and converted from a spilled store (groups
     of at most 300 spans): (the JSON, the converted file, how many spans it holds)."""
-    from sessions_cli.read import flat
+    from sessions_cli.output import export
 
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
     sources = [inputs.Source(str(plain), plain)]
-    store, _ = inputs.read_store(sources, attributes.CHAINS, chunk_bytes=50_000, memory_rows=100)
+    store, _ = loading.read_store(sources, attributes.CHAINS, chunk_bytes=50_000, memory_rows=100)
     store.group_rows = 300
     with store:
         out = tmp_path / f"spilled{suffix}"
-        written = flat.write(store.groups(), str(out), scratch=store.directory)
+        written = export.write(store.groups(), str(out), scratch=store.directory)
         parts = len(list(store.directory.glob("convert-*.arrow")))
         assert parts > 1 if suffix == ".parquet" else parts == 0
     return plain, out, written
@@ -84,7 +88,7 @@ def test_a_spilled_store_converts_group_by_group_to_the_same_spans(tmp_path, suf
     """Past the store's memory limit, convert writes a group at a time (Parquet through
     Arrow files in the spill directory): the file holds the same spans as from memory."""
     plain, out, written = convert_spilled(tmp_path, suffix)
-    spans, _ = inputs.read_spans([inputs.Source(str(plain), plain)], attributes.CHAINS)
+    spans, _ = loading.read_spans([inputs.Source(str(plain), plain)], attributes.CHAINS)
     assert written == spans.height
     assert run_json("list", str(out)) == run_json("list", str(plain))
     assert run_json("list", "--orphans", str(out)) == run_json("list", "--orphans", str(plain))
@@ -102,7 +106,7 @@ def test_parquet_read_a_slice_at_a_time_gives_the_same_results(tmp_path, monkeyp
     converted, out = tmp_path / "converted.parquet", tmp_path / "spans.parquet"
     assert run("convert", str(GENERATED), "-o", str(converted)).exit_code == 0
     pl.read_parquet(converted).write_parquet(out)
-    assert flat.grouped_parquet(out, "spans.parquet", 100) is None
+    assert converted_store.grouped_parquet(out, "spans.parquet", 100) is None
     whole = run_json("list", str(out))
     monkeypatch.setattr(flat, "PARQUET_ROWS", 300)  # 2,008 spans: seven slices
     assert run_json("list", str(out)) == whole == run_json("list", str(GENERATED))
@@ -119,9 +123,11 @@ def test_a_converted_file_is_read_by_its_own_groups_with_the_same_answers(tmp_pa
     sizes = json.loads(pl.read_parquet_metadata(out)[flat.GROUPS])
     assert sum(sizes) == written
     assert len(sizes) > 5
-    store, _ = inputs.read_store([inputs.Source(str(out), out)], attributes.CHAINS, memory_rows=100)
+    store, _ = loading.read_store(
+        [inputs.Source(str(out), out)], attributes.CHAINS, memory_rows=100
+    )
     with store:
-        assert isinstance(store, flat.GroupedParquet)
+        assert isinstance(store, converted_store.GroupedParquet)
         assert [group.height for group in store.groups()] == sizes
         assert not list(store.directory.glob("spans-*"))
     same_answers(out, plain)
@@ -139,12 +145,10 @@ def test_groups_that_split_a_trace_are_not_trusted(tmp_path):
     usual way: otherwise the trace would be counted twice, once per group."""
     import polars as pl
 
-    from sessions_cli.read import flat
-
     plain, out, written = convert_spilled(tmp_path, ".parquet")
     shuffled = tmp_path / "shuffled.parquet"
     grouped_file(shuffled, pl.read_parquet(out).sort("span_id"), [written // 2] * 2)
-    assert flat.grouped_parquet(shuffled, "shuffled", 100) is None
+    assert converted_store.grouped_parquet(shuffled, "shuffled", 100) is None
     same_answers(shuffled, plain)
 
 
@@ -166,8 +170,6 @@ def test_groups_are_not_trusted_when_ids_could_merge_or_sizes_do_not_add_up(
     are one trace. Sizes that do not cover the file are not groups either."""
     import polars as pl
 
-    from sessions_cli.read import flat
-
     first = "69b71d79f8218a39259a7a29aabb2dbb" if name == "padded-base64" else "ab" * 16
     spans = pl.DataFrame(
         {
@@ -181,15 +183,13 @@ def test_groups_are_not_trusted_when_ids_could_merge_or_sizes_do_not_add_up(
     )
     path = tmp_path / f"{name}.parquet"
     grouped_file(path, spans, sizes)
-    assert flat.grouped_parquet(path, name, 100) is None
+    assert converted_store.grouped_parquet(path, name, 100) is None
     [row] = run_json("list", str(path))
     assert (row["trace_count"], row["span_count"]) == (1, 2)
 
 
 def test_spans_without_ids_in_a_converted_file_are_counted(tmp_path):
     import polars as pl
-
-    from sessions_cli.read import flat
 
     spans = pl.DataFrame(
         {
@@ -202,7 +202,7 @@ def test_spans_without_ids_in_a_converted_file_are_counted(tmp_path):
     )
     path = tmp_path / "ids.parquet"
     grouped_file(path, spans, [1, 2])
-    assert flat.grouped_parquet(path, "ids", 100) is not None
+    assert converted_store.grouped_parquet(path, "ids", 100) is not None
     result = run("list", str(path), "--json")
     assert [row["span_count"] for row in json.loads(result.stdout)] == [1]
     assert "skipped 2 spans without a valid traceId/spanId" in result.stderr
@@ -292,9 +292,9 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
     sources = [inputs.Source(str(plain), plain)]
-    spans, report = inputs.read_spans(sources, attributes.CHAINS, chunk_bytes=50_000)
+    spans, report = loading.read_spans(sources, attributes.CHAINS, chunk_bytes=50_000)
     reference = model.build(spans)
-    store, _ = inputs.read_store(sources, attributes.CHAINS, chunk_bytes=50_000, memory_rows=100)
+    store, _ = loading.read_store(sources, attributes.CHAINS, chunk_bytes=50_000, memory_rows=100)
     store.group_rows = 300  # several groups, several part files per bucket
     with store:
         assert store.spilled
@@ -353,7 +353,7 @@ def test_a_full_disk_while_spilling_is_a_clear_error(tmp_path, monkeypatch):
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
     with pytest.raises(InputError, match=r"cannot write temporary files in .*No space left"):
-        inputs.read_store([inputs.Source(str(plain), plain)], attributes.CHAINS, memory_rows=100)
+        loading.read_store([inputs.Source(str(plain), plain)], attributes.CHAINS, memory_rows=100)
 
 
 def test_convert_warns_of_spans_read_twice_with_different_content(tmp_path):
@@ -370,12 +370,11 @@ def test_a_converted_file_that_turns_unreadable_while_read_is_a_clear_error(tmp_
     """Its groups are read while the model is built, after the check: a file replaced in
     between is an input error naming it, not a polars traceback."""
     from sessions_cli.errors import InputError
-    from sessions_cli.read import flat
 
     _, out, _ = convert_spilled(tmp_path, ".parquet")
-    store, _ = inputs.read_store([inputs.Source("spans.parquet", out)], attributes.CHAINS)
+    store, _ = loading.read_store([inputs.Source("spans.parquet", out)], attributes.CHAINS)
     with store:
-        assert isinstance(store, flat.GroupedParquet)
+        assert isinstance(store, converted_store.GroupedParquet)
         out.write_bytes(b"PAR1 not any more")
         with pytest.raises(InputError, match=r"^spans\.parquet: unreadable Parquet"):
             list(store.groups())
@@ -408,10 +407,9 @@ def uppercase_trace(tmp_path, name: str, sizes) -> object:
 def test_a_one_group_file_with_ids_to_normalise_shows_all_its_spans(tmp_path):
     """One group needs no id check, so its ids are not known to be normalised: a timeline
     must find the spans by their normalised id, not by the file's."""
-    from sessions_cli.read import flat
 
     grouped, plain = uppercase_trace(tmp_path, "one", [3]), uppercase_trace(tmp_path, "plain", None)
-    assert flat.grouped_parquet(grouped, "one", 100) is not None
+    assert converted_store.grouped_parquet(grouped, "one", 100) is not None
     spans = run_json("timeline", "s-1", str(grouped), "--spans")
     assert spans == run_json("timeline", "s-1", str(plain), "--spans")
     assert len(spans) == 3  # the trace and its two spans
@@ -424,3 +422,37 @@ def test_strict_refuses_spans_without_ids_in_a_converted_file_as_in_any_file(tmp
         assert result.exit_code == 1
         assert "--strict" in result.stderr
         assert "skipped 1 span without a valid traceId/spanId" in result.stderr
+
+
+def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    from sessions_cli.output import export
+
+    out = tmp_path / "spans.jsonl"
+    out.write_text("the previous export\n")
+
+    def half_then_fail(groups, path, suffix, scratch):
+        Path(path).write_text('{"half": ')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "_write", half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        export.write(iter(()), str(out))
+    assert out.read_text() == "the previous export\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["spans.jsonl"]
+
+
+def test_a_written_file_replaces_the_target_whole_with_ordinary_permissions(tmp_path):
+    from sessions_cli.output import export
+
+    out = tmp_path / "spans.jsonl"
+    out.write_text("old\n")
+    assert export.write(iter(()), str(out)) == 0
+    assert out.read_text() == ""
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert [p.name for p in tmp_path.iterdir()] == ["spans.jsonl"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

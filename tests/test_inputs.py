@@ -12,13 +12,14 @@ from sessions_cli.errors import UsageError
 from sessions_cli.output import render
 from sessions_cli.read import keys as attributes
 from sessions_cli.read import sources as inputs
+from sessions_cli.store import loading
 from tests.conftest import EDGE, REAL, by_id, run, run_json
 from tests.otlp_builder import document, lines, span
 
 
 def read(path):
     sources = inputs.resolve((str(path),), stdin_is_tty=True, env={})
-    return inputs.read_spans(sources, attributes.CHAINS)
+    return loading.read_spans(sources, attributes.CHAINS)
 
 
 @pytest.mark.parametrize("use_stdin", [False, True])
@@ -179,8 +180,8 @@ def test_unreadable_compressed_stream_is_an_error(tmp_path):
 
 def test_chunk_size_does_not_change_the_spans():
     sources = inputs.resolve((str(REAL),), stdin_is_tty=True, env={})
-    whole, _ = inputs.read_spans(sources, attributes.CHAINS)
-    tiny, _ = inputs.read_spans(sources, attributes.CHAINS, chunk_bytes=1000)
+    whole, _ = loading.read_spans(sources, attributes.CHAINS)
+    tiny, _ = loading.read_spans(sources, attributes.CHAINS, chunk_bytes=1000)
     assert whole.sort("span_id").equals(tiny.sort("span_id"))
 
 
@@ -301,7 +302,7 @@ def test_a_raw_control_character_is_a_malformed_line_and_the_rest_counts(tmp_pat
 def test_decoding_a_batch_in_pieces_changes_nothing(monkeypatch):
     """Lines are decoded about a megabyte at a time; any piece size gives the same spans."""
     sources = inputs.resolve((str(REAL), str(EDGE)), stdin_is_tty=True, env={})
-    whole, _ = inputs.read_spans(sources, attributes.CHAINS)
+    whole, _ = loading.read_spans(sources, attributes.CHAINS)
     monkeypatch.setattr("sessions_cli.read.otlp._DECODE_BYTES", 2_000)
-    pieces, _ = inputs.read_spans(sources, attributes.CHAINS)
+    pieces, _ = loading.read_spans(sources, attributes.CHAINS)
     assert pieces.equals(whole)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sessions_cli.model import sessions as model
 from sessions_cli.read import keys as attributes
 from sessions_cli.read import sources as inputs
+from sessions_cli.store import loading
 from tests.otlp_builder import document, span
 
 MODELS = ["gpt-4o-mini", "m-unpriced"]
@@ -57,7 +58,7 @@ def sessions_of(tmp_path, files: list[list[dict]]):
         path = tmp_path / f"part{n}.jsonl"
         path.write_text("".join(json.dumps(d) + "\n" for d in docs))
         sources.append(inputs.Source(str(path), path))
-    spans, _ = inputs.read_spans(sources, attributes.CHAINS)
+    spans, _ = loading.read_spans(sources, attributes.CHAINS)
     return model.build(spans)
 
 

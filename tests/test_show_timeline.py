@@ -16,6 +16,7 @@ from sessions_cli.output import draw
 from sessions_cli.query import timeline
 from sessions_cli.read import keys as attributes
 from sessions_cli.read import sources as inputs
+from sessions_cli.store import loading
 from tests.conftest import GENERATED, REAL, by_id, run, run_json
 from tests.otlp_builder import document, lines, span
 
@@ -409,7 +410,7 @@ def test_ruler_labels_are_round(ms, text):
 
 
 def test_colour_marks_bars_only(tree):
-    spans, _ = inputs.read_spans([inputs.Source(str(tree), tree)], attributes.CHAINS)
+    spans, _ = loading.read_spans([inputs.Source(str(tree), tree)], attributes.CHAINS)
     built = model.build(spans)
     one = timeline.session(built, SESSION)
     rows = timeline.events(built, one, spans=True)

@@ -465,17 +465,17 @@ def convert_command(paths, strict, session_keys, price_file, cost_mode, output):
       sessions list spans.parquet --sort cost --limit 10
     """
     del price_file, cost_mode  # spans are written before any pricing: cost stays as recorded
-    from sessions_cli.read import flat
+    from sessions_cli.output import export
 
     suffix = os.path.splitext(output)[1].lower()
-    if suffix not in flat.WRITABLE:  # before reading anything
+    if suffix not in export.WRITABLE:  # before reading anything
         raise click.BadParameter(
             f"unknown output type {suffix or '(none)'!r}: use .parquet, .jsonl or .csv",
             param_hint="--output",
         )
     store, report = _store(paths, strict=strict, session_keys=session_keys)
     try:
-        written = flat.write(store.groups(), output, scratch=store.directory)
+        written = export.write(store.groups(), output, scratch=store.directory)
     except OSError as exc:
         raise CliError(f"{output}: cannot write ({exc.strerror or exc})", ExitCode.ERROR) from None
     _warn_read(store, report)
@@ -643,10 +643,10 @@ def _store(paths, *, strict, session_keys):
     """The deduplicated spans of PATHS, in a SpanStore (on disk past a size) that is removed
     when the command ends, and the report of what was read."""
     from sessions_cli.read import keys as attributes
-    from sessions_cli.read import sources as inputs
+    from sessions_cli.store import loading
 
     with _reading(paths) as (sources, progress), _timed("read"):
-        store, report = inputs.read_store(
+        store, report = loading.read_store(
             sources, attributes.chains(tuple(session_keys)), strict=strict, progress=progress
         )
     # The part of reading spent writing spill files: the same for any input format.

@@ -166,14 +166,18 @@ def _bar(row: dict, origin_ns: int, span_ns: int, width: int, glyphs: Glyphs) ->
     return " " * first + body
 
 
-def _colour(bar: str, row: dict) -> str:
-    import click
+# SGR codes for the bars: the renderer writes them itself so that only cli/ knows click.
+_SGR = {"idle": "2", "error": "31", "trace": "36", "span": "34"}
 
+
+def _colour(bar: str, row: dict) -> str:
     if row["kind"] == "idle":
-        return click.style(bar, dim=True)
-    if row.get("status") == "error":
-        return click.style(bar, fg="red")
-    return click.style(bar, fg="cyan" if row["kind"] == "trace" else "blue")
+        code = _SGR["idle"]
+    elif row.get("status") == "error":
+        code = _SGR["error"]
+    else:
+        code = _SGR["trace"] if row["kind"] == "trace" else _SGR["span"]
+    return f"\x1b[{code}m{bar}\x1b[0m"
 
 
 def _tick_step(total_ms: float, width: int) -> float:

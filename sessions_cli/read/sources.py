@@ -20,14 +20,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import polars as pl
 
 from sessions_cli.errors import InputError, UsageError
 from sessions_cli.read import flat, otlp
 from sessions_cli.read.schema import compact, empty_spans
-from sessions_cli.store.spans import MEMORY_ROWS, SpanStore
 
 # A worker's batch of lines. Most steps after decoding cost per call, not per byte. Measured on
 # 1M spans in 16-span lines (read phase, peak; two runs each, before later speed-ups): 8 MB
@@ -217,58 +216,30 @@ def total_bytes(sources: list[Source]) -> int | None:
 # Reading
 
 
-def read_spans(
-    sources: list[Source], chains: dict[str, tuple[str, ...]], **options
-) -> tuple[pl.DataFrame, Report]:
-    """All spans of all sources, in memory, de-duplicated by (trace_id, span_id): first seen wins.
+class SpanSink(Protocol):
+    """Where read spans go, in reading order: the store (`store.loading`)."""
 
-    For tests; the commands read into a SpanStore (`read_store`, whose keyword options this
-    takes too).
-    """
-    store, report = read_store(sources, chains, memory_rows=None, **options)
-    with store:
-        (spans,) = list(store.groups())
-        report.conflicting_duplicates = store.conflicting_duplicates
-        report.spans_without_ids = store.without_ids
-    return spans, report
+    def add(self, frame: pl.DataFrame) -> None: ...
 
 
-def read_store(
+def read_into(
+    sink: SpanSink,
     sources: list[Source],
     chains: dict[str, tuple[str, ...]],
+    report: Report,
     *,
     stdin: BinaryIO | None = None,
     chunk_bytes: int = CHUNK_BYTES,
-    strict: bool = False,
     progress: Callable[[int], None] | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
-    memory_rows: int | None = MEMORY_ROWS,
-) -> tuple[SpanStore, Report]:
-    """All spans of all sources in a SpanStore (spilled to disk past `memory_rows`; None:
-    never). The report is complete once the store's groups have been read through
-    (`conflicting_duplicates`)."""
-    report = Report()
-    # A converted file is read by its own groups. Not with --strict: spans without ids are
-    # only counted as its groups are read, after the point where --strict must refuse them.
-    if not strict and len(sources) == 1 and sources[0].path is not None:
-        grouped = flat.grouped_parquet(sources[0].path, sources[0].label, memory_rows or 2**62)
-        if grouped is not None:
-            return grouped, report
-    store = SpanStore(memory_rows=memory_rows or 2**62)
-    try:
-        with _Reader(chains, report, chunk_bytes, progress, max_line_bytes, store) as reader:
-            for source in sources:
-                explicit = len(sources) == 1 or source.path is None
-                _read_source(source, reader, stdin, explicit=explicit)
-            reader.finish()
-        store.finish()
-        report.spans_without_ids = store.without_ids
-        if strict and report.failures():
-            raise InputError("input not read in full (--strict): " + "; ".join(report.failures()))
-    except BaseException:
-        store.close()
-        raise
-    return store, report
+) -> None:
+    """Every source's spans, normalised, handed to `sink` batch by batch; problems go to
+    `report`."""
+    with _Reader(chains, report, chunk_bytes, progress, max_line_bytes, sink) as reader:
+        for source in sources:
+            explicit = len(sources) == 1 or source.path is None
+            _read_source(source, reader, stdin, explicit=explicit)
+        reader.finish()
 
 
 class _Reader:

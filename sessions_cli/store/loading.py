@@ -1,0 +1,72 @@
+"""Sources -> a SpanStore: what every command reads before it builds the model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import BinaryIO
+
+import polars as pl
+
+from sessions_cli.errors import InputError
+from sessions_cli.read.sources import CHUNK_BYTES, MAX_LINE_BYTES, Report, Source, read_into
+from sessions_cli.store import converted
+from sessions_cli.store.spans import MEMORY_ROWS, SpanStore
+
+
+def read_spans(
+    sources: list[Source], chains: dict[str, tuple[str, ...]], **options
+) -> tuple[pl.DataFrame, Report]:
+    """All spans of all sources, in memory, de-duplicated by (trace_id, span_id): first seen wins.
+
+    For tests; the commands read into a SpanStore (`read_store`, whose keyword options this
+    takes too).
+    """
+    store, report = read_store(sources, chains, memory_rows=None, **options)
+    with store:
+        (spans,) = list(store.groups())
+        report.conflicting_duplicates = store.conflicting_duplicates
+        report.spans_without_ids = store.without_ids
+    return spans, report
+
+
+def read_store(
+    sources: list[Source],
+    chains: dict[str, tuple[str, ...]],
+    *,
+    stdin: BinaryIO | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+    strict: bool = False,
+    progress: Callable[[int], None] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    memory_rows: int | None = MEMORY_ROWS,
+) -> tuple[SpanStore, Report]:
+    """All spans of all sources in a SpanStore (spilled to disk past `memory_rows`; None:
+    never). The report is complete once the store's groups have been read through
+    (`conflicting_duplicates`)."""
+    report = Report()
+    # A converted file is read by its own groups. Not with --strict: spans without ids are
+    # only counted as its groups are read, after the point where --strict must refuse them.
+    if not strict and len(sources) == 1 and sources[0].path is not None:
+        grouped = converted.grouped_parquet(sources[0].path, sources[0].label, memory_rows or 2**62)
+        if grouped is not None:
+            return grouped, report
+    store = SpanStore(memory_rows=memory_rows or 2**62)
+    try:
+        read_into(
+            store,
+            sources,
+            chains,
+            report,
+            stdin=stdin,
+            chunk_bytes=chunk_bytes,
+            progress=progress,
+            max_line_bytes=max_line_bytes,
+        )
+        store.finish()
+        report.spans_without_ids = store.without_ids
+        if strict and report.failures():
+            raise InputError("input not read in full (--strict): " + "; ".join(report.failures()))
+    except BaseException:
+        store.close()
+        raise
+    return store, report
