@@ -1,4 +1,5 @@
-"""Tables for people: the layout of tabulate's "simple" format, written faster."""
+"""The one table layout (output/tables.py) is tabulate's "simple" and "github" formats,
+measured by display width as tabulate measures it with wcwidth installed."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import tabulate as tabulate_module
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessions_cli.output import render
+from sessions_cli.output import tables as layout
 
 # Cells are plain text by then (no tabs, newlines or escapes); tabulate strips whitespace.
-PIECES = ["a", "b", " ", "\u00a0", "é", "😀", "-", "1"]
+PIECES = ["a", "b", " ", "\u00a0", "é", "😀", "-", "1", "漢", "e\u0301"]
 TEXT = st.lists(st.sampled_from(PIECES), max_size=5).map("".join)
 
 
@@ -33,4 +34,27 @@ def test_simple_table_is_tabulates_simple_format(table):
         )
     finally:
         tabulate_module.MIN_PADDING = saved
-    assert render.simple_table(headers, rows, align) == expected
+    assert layout.simple(headers, rows, align) == expected
+
+
+@given(tables())
+def test_markdown_table_is_tabulates_github_format(table):
+    headers, rows, align = table
+    expected = tabulate_module.tabulate(
+        rows, headers=headers, tablefmt="github", disable_numparse=True, colalign=align
+    )
+    assert layout.github(headers, rows, align) == expected
+
+
+def test_wide_characters_align_and_are_cut_by_display_width():
+    text = layout.simple(["NAME", "N"], [["漢字漢字", "1"], ["ab", "22"]], ["left", "right"])
+    lines = text.splitlines()
+    assert [layout.width(line) for line in lines] == [
+        12,
+        12,
+        12,
+        12,
+    ]  # 8 cells of CJK, a 2-cell gap, "22"
+    assert lines[2] == "漢字漢字   1"
+    assert layout.ellipsis("漢字漢字", 5) == "漢字…"
+    assert layout.width(layout.ellipsis("漢字漢字", 4)) <= 4

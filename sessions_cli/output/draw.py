@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from sessions_cli.output.render import duration, fit_to_width, money, plain
+from sessions_cli.output import tables
+from sessions_cli.output.render import duration, money, plain
 
 _NS_PER_MS = 1_000_000
 # Round tick steps, in ms: the ruler uses the smallest that leaves room for its labels.
@@ -80,13 +81,13 @@ def timeline(
         if smallest <= width - bar_width:
             break
     fixed = [h != "NAME" and h != "MODEL" for h in headers]
-    cells = fit_to_width(headers, cells, width - bar_width - len(_GAP), fixed=fixed)
+    cells = tables.fit_to_width(headers, cells, width - bar_width - len(_GAP), fixed=fixed)
     widths = _widths(headers, cells)
     right = {"DURATION", "TOKENS", "COST"}
 
     def join(texts: list[str]) -> str:
         return _GAP.join(
-            t.rjust(w) if h in right else t.ljust(w)
+            tables.pad(t, w, "right" if h in right else "left")
             for h, t, w in zip(headers, texts, widths, strict=True)
         )
 
@@ -145,7 +146,7 @@ def _text_cells(row: dict, glyphs: Glyphs) -> list[str]:
 
 
 def _widths(headers: list[str], cells: list[list[str]]) -> list[int]:
-    return [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    return tables.column_widths(headers, [[row[i] for row in cells] for i in range(len(headers))])
 
 
 def _bar(row: dict, origin_ns: int, span_ns: int, width: int, glyphs: Glyphs) -> str:

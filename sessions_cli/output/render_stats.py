@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from sessions_cli.output import render
+from sessions_cli.output import render, tables
 from sessions_cli.query.stats import TOTAL_FIELDS, Budget
 
 # How each distributed metric reads in a table.
@@ -48,7 +48,7 @@ def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, 
     )
     parts.append(
         f"Per session ({_PERCENTILE_NOTE}):\n"
-        + render.simple_table(
+        + tables.simple(
             ["", *(c.upper() for c in dist.columns[1:])],
             _distribution_cells(dist),
             ["left", *["right"] * (len(dist.columns) - 1)],
@@ -62,7 +62,7 @@ def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, 
     if budgets:
         parts.append(
             "Budgets:\n"
-            + render.simple_table(["BUDGET", "LIMIT", "FOUND", "RESULT"], _budget_cells(budgets))
+            + tables.simple(["BUDGET", "LIMIT", "FOUND", "RESULT"], _budget_cells(budgets))
             + "\n"
         )
     return "\n".join(parts)
@@ -70,16 +70,10 @@ def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, 
 
 def as_markdown(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets) -> str:
     """A summary fit for $GITHUB_STEP_SUMMARY: a headline, then the tables, humanised."""
-    from tabulate import tabulate
 
     def table(headers, rows) -> str:
-        align = ("left", *["right"] * (len(headers) - 1))
-        return (
-            tabulate(
-                rows, headers=headers, tablefmt="github", disable_numparse=True, colalign=align
-            )
-            + "\n"
-        )
+        align: list[tables.Align] = ["left", *["right"] * (len(headers) - 1)]
+        return tables.github(headers, rows, align) + "\n"
 
     broken = [b for b in budgets if not b.held]
     verdict = ""
