@@ -430,3 +430,18 @@ def test_timeline_title_counts_traces_in_words():
     assert " · 1 trace · " in one.stdout.splitlines()[0]
     three = run("timeline", "sess-support-1", str(REAL), "--ascii")
     assert " · 3 traces · " in three.stdout.splitlines()[0]
+
+
+def test_timeline_of_a_session_without_times_is_a_clear_error_not_an_internal_one(tmp_path):
+    # The only span has no start or end: the session exists, but nothing can be drawn.
+    raw = span("t", "root", name="root", session__id="untimed")
+    del raw["startTimeUnixNano"], raw["endTimeUnixNano"]
+    path = tmp_path / "untimed.jsonl"
+    path.write_text(lines(document(raw)))
+    drawn = run("timeline", "untimed", str(path))
+    assert drawn.exit_code == 1
+    assert "sessions: error: untimed: no span of this session has times" in drawn.stderr
+    assert "internal error" not in drawn.stderr
+    (row,) = run_json("timeline", "untimed", str(path))
+    assert row["start"] is None
+    assert row["name"] == "root"

@@ -53,7 +53,8 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
-        self.exit_code = code
+        # click declares exit_code on the class; each error carries its own.
+        self.exit_code = code  # type: ignore[misc]
 
     def show(self, file=None) -> None:
         click.echo(f"sessions: error: {self.format_message()}", err=True)
@@ -416,6 +417,9 @@ def timeline_command(
         return
     if columns:
         raise click.BadParameter("applies to machine formats only", param_hint="--columns")
+    if one.start_ns is None or one.end_ns is None:
+        raise SessionsError(f"{found}: no span of this session has times, so there is no timeline "
+                            "to draw (its rows: --json)")  # fmt: skip
     first, last = (render.instant(session[k], zone, seconds=True) for k in ("start", "end"))
     if first[:10] == last[:10]:
         last = last[11:]  # same day: the date once is enough
@@ -715,7 +719,7 @@ class Progress:
             sys.stderr.flush()
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

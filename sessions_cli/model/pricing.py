@@ -106,7 +106,7 @@ def _table_costs(calls: pl.DataFrame, needs_table: pl.Expr, overrides) -> pl.Ser
         pl.col("output_tokens").fill_null(0),
     )
     linear = pl.col("fixed") + tokens_in * pl.col("per_input") + tokens_out * pl.col("per_output")
-    cost = pl.when(pl.col("needs_table") & ~pl.col("tiered")).then(linear)
+    cost: pl.Expr = pl.when(pl.col("needs_table") & ~pl.col("tiered")).then(linear)
     if rates.get_column("tiered").any():
         combos = priced.filter(pl.col("needs_table") & pl.col("tiered")).select(_KEYS).unique()
         with _LOOKUPS:
@@ -117,7 +117,11 @@ def _table_costs(calls: pl.DataFrame, needs_table: pl.Expr, overrides) -> pl.Ser
     return priced.select(cost.alias("table_cost_usd")).to_series()
 
 
-def _rate(model: str, provider: str | None, overrides, cache) -> tuple[bool, float | None, ...]:
+# (tiered, fixed fee, USD per input token, USD per output token); None where unknown.
+Rate = tuple[bool, float | None, float | None, float | None]
+
+
+def _rate(model: str, provider: str | None, overrides, cache) -> Rate:
     """(tiered, fixed fee, USD per input token, USD per output token) for one model."""
     override = overrides.get(model.casefold())
     if override is not None:
@@ -187,11 +191,13 @@ def _release() -> str | None:
         return None
 
 
-def _genai_rate(model: str, provider: str | None) -> tuple[bool, float | None, ...]:
+def _genai_rate(model: str, provider: str | None) -> Rate:
     probe = _calculation(model, provider, 0, 0)
     if probe is None:
         return False, None, None, None
-    if any(type(v).__name__ == "TieredPrices" for v in vars(probe.model_price).values()):
+    from genai_prices.types import TieredPrices
+
+    if any(isinstance(v, TieredPrices) for v in vars(probe.model_price).values()):
         return True, None, None, None
     fixed = probe.total_price
     per_input = _calculation(model, provider, 1_000_000, 0).total_price - fixed

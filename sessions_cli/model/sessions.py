@@ -67,6 +67,7 @@ class Model:
         if self.spans is not None:
             wanted = pl.Series(trace_ids, dtype=pl.String)
             return self.spans.filter(pl.col("trace_id").is_in(wanted))
+        assert self.load_spans is not None  # a model holds its spans or a way to read them
         return self.load_spans(trace_ids)
 
 
@@ -119,6 +120,7 @@ def build(
     ).sort("start", "session_id", nulls_last=True)
 
     def reload(trace_ids: list[str]) -> pl.DataFrame:
+        assert load_spans is not None  # only handed out when there is one
         return annotate(load_spans(trace_ids), cost_mode=cost_mode, prices=prices)
 
     return Model(kept, sessions, traces, _notices(found), reload if load_spans else None)

@@ -193,7 +193,7 @@ def _ruler(span_ns: int, width: int, step_ms: float, glyphs: Glyphs) -> tuple[st
     """Tick labels and the rule line under them, for the bar column."""
     labels = [" "] * width
     rule = [glyphs.rule] * width
-    tick = 0
+    tick = 0.0
     while True:
         column = int(tick * _NS_PER_MS * width / span_ns)
         if column >= width:

@@ -193,7 +193,9 @@ def _table(rows: pl.DataFrame, *, tz: tzinfo | None, width: int | None, seconds:
     if width:
         fixed = [rows.schema[c].is_numeric() or rows.schema[c].is_temporal() for c in columns]
         cells = tables.fit_to_width(headers, cells, width, fixed=fixed)
-    align = ["right" if rows.schema[c].is_numeric() else "left" for c in columns]
+    align: list[tables.Align] = [
+        "right" if rows.schema[c].is_numeric() else "left" for c in columns
+    ]
     return tables.simple(headers, cells, align) + "\n"
 
 

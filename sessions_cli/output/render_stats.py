@@ -51,7 +51,7 @@ def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, 
         + tables.simple(
             ["", *(c.upper() for c in dist.columns[1:])],
             _distribution_cells(dist),
-            ["left", *["right"] * (len(dist.columns) - 1)],
+            tables.first_left(len(dist.columns)),
         )
         + "\n"
     )
@@ -72,8 +72,7 @@ def as_markdown(totals: dict, dist: pl.DataFrame, by: str | None, groups, budget
     """A summary fit for $GITHUB_STEP_SUMMARY: a headline, then the tables, humanised."""
 
     def table(headers, rows) -> str:
-        align: list[tables.Align] = ["left", *["right"] * (len(headers) - 1)]
-        return tables.github(headers, rows, align) + "\n"
+        return tables.github(headers, rows, tables.first_left(len(headers))) + "\n"
 
     broken = [b for b in budgets if not b.held]
     verdict = ""
@@ -127,7 +126,7 @@ def breach_lines(budgets: list[Budget], *, most: int = 50) -> list[str]:
                     f"budget: ... and {len(budget.breaches) - most:,} more sessions over the "
                     f"{measure} limit"
                 )
-        else:
+        elif budget.value is not None:  # a total over its limit
             shown, limit = _pair(budget.name, budget.value, budget.limit)
             lines.append(f"budget: {what} {shown} > {limit}")
     return lines

@@ -68,6 +68,11 @@ def github(
     return "\n".join([line(headers), rule, *(line(row) for row in zip(*columns, strict=True))])
 
 
+def first_left(count: int) -> list[Align]:
+    """A label column, then `count - 1` number columns."""
+    return ["left" if i == 0 else "right" for i in range(count)]
+
+
 def column_widths(headers: Sequence[str], columns: Sequence[Sequence[str]]) -> list[int]:
     return [max([width(h), *map(width, c)]) for h, c in zip(headers, columns, strict=True)]
 

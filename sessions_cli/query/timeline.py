@@ -25,8 +25,13 @@ class Session:
 
     row: pl.DataFrame  # one row, model.SESSION_FIELDS
     traces: pl.DataFrame  # trace fields and then some, in start order
-    start_ns: int
-    end_ns: int
+    start_ns: int | None  # None when no span of the session has times
+    end_ns: int | None
+
+
+def _instant(value: object) -> int | None:
+    """A nanosecond bound of a session: None when no span has times."""
+    return value if isinstance(value, int) else None  # the min/max of an Int64 column
 
 
 def session(model: Model, session_id: str) -> Session:
@@ -34,8 +39,8 @@ def session(model: Model, session_id: str) -> Session:
     return Session(
         row=model.sessions.filter(pl.col("session_id") == session_id),
         traces=traces,
-        start_ns=traces.get_column("start_ns").min(),
-        end_ns=traces.get_column("end_ns").max(),
+        start_ns=_instant(traces.get_column("start_ns").min()),
+        end_ns=_instant(traces.get_column("end_ns").max()),
     )
 
 
@@ -127,7 +132,7 @@ def tree_order(
     Spans on a parent cycle have no root above them: the earliest of each such group is walked
     as if it were a root, so every span appears exactly once. Tops are walked in start order.
     """
-    children: dict[tuple[str, str], list[int]] = defaultdict(list)
+    children: dict[tuple[str, str | None], list[int]] = defaultdict(list)
     for row, (trace, parent, root) in enumerate(zip(trace_ids, parents, is_root, strict=True)):
         if not root:
             children[(trace, parent)].append(row)

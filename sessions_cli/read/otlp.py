@@ -296,7 +296,9 @@ def _attribute_rows(frame: pl.DataFrame, index: str, keys: list[str]) -> pl.Data
     text = _scalar_text(value)
     items = pl.lit(None, pl.List(pl.String))
     is_nested = pl.lit(False)
-    if "arrayValue" not in exploded.schema["value"].to_schema():
+    value_type = exploded.schema["value"]
+    assert isinstance(value_type, pl.Struct)  # attribute values decode as a struct
+    if "arrayValue" not in value_type.to_schema():
         # Decoded as scalars only: a value without one may be an array that was not decoded.
         if exploded.select(text.is_null().any()).item():
             raise _NotScalar

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import polars as pl
 
@@ -202,11 +202,13 @@ def total_bytes(sources: list[Source]) -> int | None:
         return None
     total = 0
     for source in sources:
+        path = source.path
+        assert path is not None  # checked above
         try:
-            with source.path.open("rb") as f:
+            with path.open("rb") as f:
                 if f.read(4).startswith((_GZIP, _ZSTD)):
                     return None  # progress counts decompressed bytes
-            total += source.path.stat().st_size
+            total += path.stat().st_size
         except OSError:
             return None
     return total
@@ -364,8 +366,8 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
         if first in "{[":
             _read_json(stream, source.label, reader)
             return
-        frame = flat.read_csv(stream.read(), source.label)
-        if frame is None:
+        table = flat.read_csv(stream.read(), source.label)
+        if table is None:
             if explicit:
                 raise InputError(
                     f"{source.label}: not a trace file: expected OTLP JSON, span records "
@@ -373,7 +375,7 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
                 )
             reader.report.skipped_files.append(source.label)
             return
-        reader.add_frame(frame)
+        reader.add_frame(table)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"{source.label}: cannot read ({_describe(exc)})") from exc
     finally:
@@ -394,9 +396,9 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _decompressed(raw: BinaryIO, label: str) -> io.BufferedReader:
+def _decompressed(raw: BinaryIO, label: str) -> io.BufferedReader[Any]:
     """Peel gzip/zstd layers, found by their magic numbers."""
-    stream = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    stream = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
     for _ in range(4):  # a few nested layers at most
         head = stream.peek(4)[:4]
         if head.startswith(_GZIP):
@@ -565,7 +567,8 @@ def read_block(stream: BinaryIO, size: int) -> tuple[bytes, BaseException | None
     """Up to `size` bytes, and the error that ended the stream early, if one did, with what
     came before it. A plain file gives the whole block in one read (no parts to join: the
     join was a copy of every byte); a pipe or a compressed stream may give it in parts."""
-    parts, total = [], 0
+    parts: list[bytes] = []
+    total = 0
     read = getattr(stream, "read1", stream.read)  # one underlying read at a time
     while total < size:
         try:

@@ -53,8 +53,10 @@ def _split_free(trace_ids: pl.Series, sizes: list[int]) -> bool:
     )
     if not trace_ids.to_frame("id").select(same.fill_null(True).all()).item():
         return False
-    hashes = trace_ids.to_frame("id").select(pl.when(ids.is_not_null()).then(ids.hash()))
-    hashes = hashes.to_series()  # a null id has a hash too: it must not count as a trace
+    # A null id has a hash too: it must not count as a trace.
+    hashes = (
+        trace_ids.to_frame("id").select(pl.when(ids.is_not_null()).then(ids.hash())).to_series()
+    )
     parts, offset = [], 0
     for size in sizes:
         parts.append(hashes.slice(offset, size).drop_nulls().unique())

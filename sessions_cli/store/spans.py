@@ -69,6 +69,7 @@ class SpanStore:
         self.frames, self.held = [], 0
         bucket = pl.col("trace_id").hash(seed=7) % _BUCKETS
         name = f"spans-{self.written:06d}"
+        assert self.directory is not None  # made when the store first spills
         for number, path, rows in spill_buckets(buffered, bucket, self.directory, name):
             self.parts[number].append((path, rows))
         self.written += 1

@@ -56,6 +56,7 @@ class TraceStore:
             self._flush()
 
     def _flush(self) -> None:
+        assert self.directory is not None  # made when the store first spills
         for kind, frames in (("traces", self.traces), ("metadata", self.metadata)):
             buffered = pl.concat(frames)
             bucket = _bucket(pl.col("session_id"))
