@@ -1,6 +1,6 @@
 """`sessions stats`: totals, percentiles and groups checked against values computed here from
 `list`'s rows (not by the stats code path); budgets at, under and over their limits; the
-README's CI example run as written."""
+CI example in docs/usage.md run as written."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tests.conftest import REAL, run, run_json
 from tests.otlp_builder import document, lines, span
 
 GENERATED = str(GENERATED_PATH)
-README = Path(__file__).resolve().parent.parent / "README.md"
+USAGE_DOC = Path(__file__).resolve().parent.parent / "docs" / "usage.md"
 
 
 def percentile(values: list[float], p: int) -> float:
@@ -286,12 +286,12 @@ def test_bad_budget_values_are_usage_errors(budgeted, option, value):
 
 
 # ---------------------------------------------------------------------------------------------
-# The README's CI example, run as written
+# The CI example of docs/usage.md, run as written
 
 
 def ci_example() -> str:
-    """The `run:` script of the README's GitHub Actions step."""
-    text = README.read_text(encoding="utf-8")
+    """The `run:` script of the GitHub Actions step in docs/usage.md."""
+    text = USAGE_DOC.read_text(encoding="utf-8")
     block = text.split("<!-- ci-example -->", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     script = block.split("run: |\n", 1)[1]
     indent = len(script) - len(script.lstrip(" "))
