@@ -23,6 +23,7 @@ from sessions_cli.read import keys as attributes
 from sessions_cli.read import otlp
 from sessions_cli.read import sources as inputs
 from sessions_cli.read.schema import empty_spans
+from sessions_cli.store import loading
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
         otlp.spans_from_lines = _decode_only
     started = time.perf_counter()
     sources = inputs.resolve((sys.argv[1],), stdin_is_tty=True, env={})
-    store, _ = inputs.read_store(sources, attributes.chains(()))
+    store, _ = loading.read_store(sources, attributes.chains(()))
     with store:
         spans = sum(group.height for group in store.groups())
     print(f"{time.perf_counter() - started:.3f} {spans}")

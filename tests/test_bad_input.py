@@ -11,6 +11,7 @@ import pytest
 
 from sessions_cli.read import sources as inputs
 from sessions_cli.store import loading
+from sessions_cli.tuning import Tuning
 from tests.conftest import FIXTURES, run
 from tests.otlp_builder import document, lines, span
 
@@ -150,8 +151,10 @@ def test_a_line_longer_than_the_limit_is_skipped_and_memory_stays_bounded(tmp_pa
     )
     path.write_text(good + huge + "\n" + good.replace('"t1"', '"t3"'))
     source = [inputs.Source(str(path), path)]
-    spans, report = loading.read_spans(source, {"session_id": ("session.id",), **_rest()},
-                                      chunk_bytes=10_000, max_line_bytes=100_000)  # fmt: skip
+    tiny = Tuning(chunk_bytes=10_000, max_line_bytes=100_000)
+    spans, report = loading.read_spans(
+        source, {"session_id": ("session.id",), **_rest()}, tuning=tiny
+    )
     assert spans.get_column("session_id").cast(str).to_list() == ["sess-ok"]  # t1; t3 is a dup
     assert report.malformed == {str(path): [(2, "longer than 0.0953674 MB: skipped")]}
 

@@ -17,6 +17,7 @@ from sessions_cli.read import keys as attributes
 from sessions_cli.read import sources as inputs
 from sessions_cli.store import converted as converted_store
 from sessions_cli.store import loading
+from sessions_cli.tuning import Tuning
 from tests.conftest import FIXTURES, GENERATED, REAL, run, run_json
 
 
@@ -25,13 +26,15 @@ def sessions_of(spans) -> list[dict]:
     return built.sessions.sort("session_id").to_dicts()
 
 
-@pytest.mark.parametrize("chunk_bytes", [1_000, 64_000, 1_000_000, inputs.CHUNK_BYTES])
+@pytest.mark.parametrize("chunk_bytes", [1_000, 64_000, 1_000_000, Tuning().chunk_bytes])
 def test_chunk_size_changes_no_number(chunk_bytes, tmp_path):
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
     sources = [inputs.Source(str(plain), plain)]
-    reference, _ = loading.read_spans(sources, attributes.CHAINS, chunk_bytes=10**9)
-    spans, report = loading.read_spans(sources, attributes.CHAINS, chunk_bytes=chunk_bytes)
+    reference, _ = loading.read_spans(sources, attributes.CHAINS, tuning=Tuning(chunk_bytes=10**9))
+    spans, report = loading.read_spans(
+        sources, attributes.CHAINS, tuning=Tuning(chunk_bytes=chunk_bytes)
+    )
     assert not report.malformed
     assert spans.height == reference.height
     assert sessions_of(spans) == sessions_of(reference)
@@ -62,8 +65,11 @@ def convert_spilled(tmp_path, suffix: str):
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
     sources = [inputs.Source(str(plain), plain)]
-    store, _ = loading.read_store(sources, attributes.CHAINS, chunk_bytes=50_000, memory_rows=100)
-    store.group_rows = 300
+    store, _ = loading.read_store(
+        sources,
+        attributes.CHAINS,
+        tuning=Tuning(chunk_bytes=50_000, memory_rows=100, group_rows=300),
+    )
     with store:
         out = tmp_path / f"spilled{suffix}"
         written = export.write(store.groups(), str(out), scratch=store.directory)
@@ -124,7 +130,7 @@ def test_a_converted_file_is_read_by_its_own_groups_with_the_same_answers(tmp_pa
     assert sum(sizes) == written
     assert len(sizes) > 5
     store, _ = loading.read_store(
-        [inputs.Source(str(out), out)], attributes.CHAINS, memory_rows=100
+        [inputs.Source(str(out), out)], attributes.CHAINS, tuning=Tuning(memory_rows=100)
     )
     with store:
         assert isinstance(store, converted_store.GroupedParquet)
@@ -292,10 +298,16 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
     sources = [inputs.Source(str(plain), plain)]
-    spans, report = loading.read_spans(sources, attributes.CHAINS, chunk_bytes=50_000)
+    spans, report = loading.read_spans(
+        sources, attributes.CHAINS, tuning=Tuning(chunk_bytes=50_000)
+    )
     reference = model.build(spans)
-    store, _ = loading.read_store(sources, attributes.CHAINS, chunk_bytes=50_000, memory_rows=100)
-    store.group_rows = 300  # several groups, several part files per bucket
+    store, _ = loading.read_store(
+        sources,
+        attributes.CHAINS,
+        # several groups, several part files per bucket
+        tuning=Tuning(chunk_bytes=50_000, memory_rows=100, group_rows=300),
+    )
     with store:
         assert store.spilled
         spilled = model.build(store.groups(), load_spans=store.spans_of, spill_dir=store.directory)
@@ -353,7 +365,9 @@ def test_a_full_disk_while_spilling_is_a_clear_error(tmp_path, monkeypatch):
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
     with pytest.raises(InputError, match=r"cannot write temporary files in .*No space left"):
-        loading.read_store([inputs.Source(str(plain), plain)], attributes.CHAINS, memory_rows=100)
+        loading.read_store(
+            [inputs.Source(str(plain), plain)], attributes.CHAINS, tuning=Tuning(memory_rows=100)
+        )
 
 
 def test_convert_warns_of_spans_read_twice_with_different_content(tmp_path):

@@ -13,6 +13,7 @@ from sessions_cli.output import render
 from sessions_cli.read import keys as attributes
 from sessions_cli.read import sources as inputs
 from sessions_cli.store import loading
+from sessions_cli.tuning import Tuning
 from tests.conftest import EDGE, REAL, by_id, run, run_json
 from tests.otlp_builder import document, lines, span
 
@@ -181,7 +182,7 @@ def test_unreadable_compressed_stream_is_an_error(tmp_path):
 def test_chunk_size_does_not_change_the_spans():
     sources = inputs.resolve((str(REAL),), stdin_is_tty=True, env={})
     whole, _ = loading.read_spans(sources, attributes.CHAINS)
-    tiny, _ = loading.read_spans(sources, attributes.CHAINS, chunk_bytes=1000)
+    tiny, _ = loading.read_spans(sources, attributes.CHAINS, tuning=Tuning(chunk_bytes=1000))
     assert whole.sort("span_id").equals(tiny.sort("span_id"))
 
 

@@ -127,7 +127,7 @@ def test_cutting_and_splitting_lines_loses_and_invents_nothing(lines, block, las
     """`_chunks` hands out every byte once, in order, cut after a newline, with the right first
     line numbers; polars' splitting gives the lines that Python's `str.split` gives."""
     data = "\n".join(lines).encode() + (b"\n" if last_newline and lines else b"")
-    pieces = list(inputs._chunks(io.BufferedReader(io.BytesIO(data)), block))
+    pieces = list(inputs._chunks(io.BufferedReader(io.BytesIO(data)), block, max_line_bytes=2**30))
     assert b"".join(piece for _, piece in pieces) == data
     for (first, piece), (after, _) in itertools.pairwise(pieces):
         assert piece.endswith(b"\n")

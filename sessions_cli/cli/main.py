@@ -26,6 +26,10 @@ import click
 
 from sessions_cli import __version__
 from sessions_cli.errors import ExitCode, SessionsError
+from sessions_cli.tuning import Tuning
+
+# Sizes and worker counts for every command, from this machine's cores.
+TUNING = Tuning()
 
 # Also in render.FORMATS; repeated here so that --help does not import polars.
 FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
@@ -620,6 +624,7 @@ def _load(paths, *, strict, session_keys, price_file, cost_mode):
             prices=prices,
             load_spans=store.spans_of,
             spill_dir=store.directory,
+            workers=TUNING.model_workers,
         )
     # A converted Parquet file is read a group at a time, as the model takes them.
     _TIMINGS["read"] += store.read_seconds
@@ -651,7 +656,11 @@ def _store(paths, *, strict, session_keys):
 
     with _reading(paths) as (sources, progress), _timed("read"):
         store, report = loading.read_store(
-            sources, attributes.chains(tuple(session_keys)), strict=strict, progress=progress
+            sources,
+            attributes.chains(tuple(session_keys)),
+            tuning=TUNING,
+            strict=strict,
+            progress=progress,
         )
     # The part of reading spent writing spill files: the same for any input format.
     _TIMINGS["of which spilling"] = store.spill_seconds

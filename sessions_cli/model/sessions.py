@@ -78,6 +78,7 @@ def build(
     prices: dict[str, tuple[float, float]] | None = None,
     load_spans: Callable[[list[str]], pl.DataFrame] | None = None,
     spill_dir: Path | None = None,
+    workers: int = 2,
 ) -> Model:
     """The model of deduplicated spans: one frame, or groups of frames in which no trace is
     split (a SpanStore's). Every trace figure is computed within a group, and only two groups'
@@ -104,14 +105,14 @@ def build(
         kept = annotate(spans, cost_mode=cost_mode, prices=prices, notices=found)
         traces.add(trace_table(kept, found), _with_metadata(kept))
     else:
-        # A group's polars calls keep about 1.4 of the 2 cores busy on their own: one group is
-        # summarised while the next is read, and two while the older one is waited for.
-        with ThreadPoolExecutor(2, thread_name_prefix="sessions-model") as pool:
+        # A group's polars calls do not keep every core busy on their own: one group is
+        # summarised while the next is read, and up to `workers` are in flight.
+        with ThreadPoolExecutor(workers, thread_name_prefix="sessions-model") as pool:
             pending: deque = deque()
             for group in spans:
                 pending.append(pool.submit(summary, group))
                 del group  # let go of this group's spans once its summary is made
-                while len(pending) > 1:
+                while len(pending) > max(workers - 1, 1):
                     add(pending.popleft().result())
             while pending:
                 add(pending.popleft().result())

@@ -27,15 +27,9 @@ import polars as pl
 from sessions_cli.errors import InputError, UsageError
 from sessions_cli.read import flat, otlp
 from sessions_cli.read.schema import compact, empty_spans
+from sessions_cli.tuning import Tuning
 
-# A worker's batch of lines. Most steps after decoding cost per call, not per byte. Measured on
-# 1M spans in 16-span lines (read phase, peak; two runs each, before later speed-ups): 8 MB
-# 9.9-10.8 s 325 MB, 16 MB 9.2-9.4 s 430 MB, 32 MB 9.0-9.1 s 600 MB. (4 MB batches, with
-# lines then split in Python, took 12.0 s.)
-CHUNK_BYTES = 16 * 1024 * 1024
-_READ_BYTES = 4 * 1024 * 1024  # one read: bigger fresh buffers cost page faults (measured)
-MAX_LINE_BYTES = 256 * 1024 * 1024  # a longer line is skipped, not held in memory
-_WORKERS = 2  # chunks decoded at once (this machine and CI have two cores)
+_READ_BYTES = 4 * 1024 * 1024  # one read: bigger fresh buffers cost page faults
 _GZIP, _ZSTD, _PARQUET = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PAR1"
 _BOM = "\ufeff"
 _SHOWN_LINES = 5  # line numbers named in a warning, per file
@@ -230,14 +224,13 @@ def read_into(
     chains: dict[str, tuple[str, ...]],
     report: Report,
     *,
+    tuning: Tuning,
     stdin: BinaryIO | None = None,
-    chunk_bytes: int = CHUNK_BYTES,
     progress: Callable[[int], None] | None = None,
-    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> None:
     """Every source's spans, normalised, handed to `sink` batch by batch; problems go to
     `report`."""
-    with _Reader(chains, report, chunk_bytes, progress, max_line_bytes, sink) as reader:
+    with _Reader(chains, report, tuning, progress, sink) as reader:
         for source in sources:
             explicit = len(sources) == 1 or source.path is None
             _read_source(source, reader, stdin, explicit=explicit)
@@ -255,14 +248,14 @@ class _Reader:
     one-line files cost what one file does.
     """
 
-    def __init__(self, chains, report: Report, chunk_bytes: int, progress, max_line_bytes, store):
-        self.chains, self.report, self.chunk_bytes = chains, report, chunk_bytes
-        self.read_bytes = min(chunk_bytes, _READ_BYTES)
+    def __init__(self, chains, report: Report, tuning: Tuning, progress, store):
+        self.chains, self.report, self.chunk_bytes = chains, report, tuning.chunk_bytes
+        self.read_bytes = min(tuning.chunk_bytes, _READ_BYTES)
         self.store = store
-        self.max_line_bytes = max_line_bytes
+        self.max_line_bytes = tuning.max_line_bytes
         self.progress = progress
         self.bytes_read = 0
-        self.workers = max(1, min(_WORKERS, os.cpu_count() or 1))
+        self.workers = tuning.read_workers
         self.pool: ThreadPoolExecutor | None = None
         self.batch: list[_Piece] = []
         self.batch_bytes = 0
@@ -502,7 +495,7 @@ def _chunks(
     stream: BinaryIO,
     chunk_bytes: int,
     *,
-    max_line_bytes: int = MAX_LINE_BYTES,
+    max_line_bytes: int,
     on_long_line=None,
     on_cut_short=None,
 ) -> Iterator[tuple[int, bytes]]:

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import BinaryIO
 
 import polars as pl
 
 from sessions_cli.errors import InputError
-from sessions_cli.read.sources import CHUNK_BYTES, MAX_LINE_BYTES, Report, Source, read_into
+from sessions_cli.read.sources import Report, Source, read_into
 from sessions_cli.store import converted
-from sessions_cli.store.spans import MEMORY_ROWS, SpanStore
+from sessions_cli.store.spans import SpanStore
+from sessions_cli.tuning import Tuning
 
 
 def read_spans(
-    sources: list[Source], chains: dict[str, tuple[str, ...]], **options
+    sources: list[Source],
+    chains: dict[str, tuple[str, ...]],
+    *,
+    tuning: Tuning | None = None,
+    **options,
 ) -> tuple[pl.DataFrame, Report]:
     """All spans of all sources, in memory, de-duplicated by (trace_id, span_id): first seen wins.
 
     For tests; the commands read into a SpanStore (`read_store`, whose keyword options this
     takes too).
     """
-    store, report = read_store(sources, chains, memory_rows=None, **options)
+    store, report = read_store(
+        sources, chains, tuning=dataclasses.replace(tuning or Tuning(), memory_rows=None), **options
+    )
     with store:
         (spans,) = list(store.groups())
         report.conflicting_duplicates = store.conflicting_duplicates
@@ -33,34 +41,33 @@ def read_store(
     sources: list[Source],
     chains: dict[str, tuple[str, ...]],
     *,
+    tuning: Tuning | None = None,
     stdin: BinaryIO | None = None,
-    chunk_bytes: int = CHUNK_BYTES,
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
-    max_line_bytes: int = MAX_LINE_BYTES,
-    memory_rows: int | None = MEMORY_ROWS,
 ) -> tuple[SpanStore, Report]:
-    """All spans of all sources in a SpanStore (spilled to disk past `memory_rows`; None:
-    never). The report is complete once the store's groups have been read through
+    """All spans of all sources in a SpanStore (spilled to disk past `tuning.memory_rows`;
+    None: never). The report is complete once the store's groups have been read through
     (`conflicting_duplicates`)."""
     report = Report()
+    tuning = tuning or Tuning()
+    memory_rows = tuning.memory_rows or 2**62
     # A converted file is read by its own groups. Not with --strict: spans without ids are
     # only counted as its groups are read, after the point where --strict must refuse them.
     if not strict and len(sources) == 1 and sources[0].path is not None:
-        grouped = converted.grouped_parquet(sources[0].path, sources[0].label, memory_rows or 2**62)
+        grouped = converted.grouped_parquet(sources[0].path, sources[0].label, memory_rows)
         if grouped is not None:
             return grouped, report
-    store = SpanStore(memory_rows=memory_rows or 2**62)
+    store = SpanStore(memory_rows=memory_rows, group_rows=tuning.group_rows)
     try:
         read_into(
             store,
             sources,
             chains,
             report,
+            tuning=tuning,
             stdin=stdin,
-            chunk_bytes=chunk_bytes,
             progress=progress,
-            max_line_bytes=max_line_bytes,
         )
         store.finish()
         report.spans_without_ids = store.without_ids

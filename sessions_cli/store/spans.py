@@ -23,8 +23,6 @@ from sessions_cli.errors import InputError
 from sessions_cli.read.schema import compact, empty_spans
 
 # Measured on 1M spans: 150k/100k peak at 325 MB, 400k/250k at 450 MB, equally fast.
-MEMORY_ROWS = 150_000  # spans held before spilling
-GROUP_ROWS = 100_000  # spans per group read back from disk (one model build at a time)
 _BUCKETS = 64
 _FLUSH_ROWS = 100_000  # buffered spans written out at once, across buckets
 
@@ -34,7 +32,7 @@ HAS_IDS = pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null()
 
 
 class SpanStore:
-    def __init__(self, memory_rows: int = MEMORY_ROWS, group_rows: int = GROUP_ROWS) -> None:
+    def __init__(self, memory_rows: int, group_rows: int = 100_000) -> None:
         self.memory_rows, self.group_rows = memory_rows, group_rows
         self.frames: list[pl.DataFrame] = []
         self.held = 0

@@ -1,0 +1,55 @@
+"""Every performance knob in one frozen value, made by the CLI and passed down.
+
+Tests build a `Tuning(...)` with small sizes to reach spilling, many batches or many groups on
+small inputs; nothing else in the package reads a size or a worker count of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def _read_workers() -> int:
+    # Batches decode in parallel (polars releases the GIL); each one in flight holds a batch
+    # of raw text and its decoded frame, so the count is capped to keep memory bounded.
+    return max(1, min(_cores(), 8))
+
+
+def _model_workers() -> int:
+    # One group is summarised while the next is read; each group in flight holds its spans.
+    return max(1, min(_cores(), 4))
+
+
+@dataclass(frozen=True)
+class Tuning:
+    # Threads that decode batches of JSON lines at once.
+    read_workers: int = field(default_factory=_read_workers)
+    # Groups of whole traces summarised at once while the model is built.
+    model_workers: int = field(default_factory=_model_workers)
+    # A batch of JSON lines handed to one worker: most steps after decoding cost per call,
+    # not per byte, so batches are large (benchmarks/RESULTS.md has the measurements).
+    chunk_bytes: int = 16 * 1024 * 1024
+    # A longer line is skipped while it streams past, never held in memory.
+    max_line_bytes: int = 256 * 1024 * 1024
+    # Spans held in memory before the store spills to disk by trace; None: never spill.
+    memory_rows: int | None = 150_000
+    # Spans per group read back from the store: one model build each.
+    group_rows: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in (
+            "read_workers",
+            "model_workers",
+            "chunk_bytes",
+            "max_line_bytes",
+            "group_rows",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.memory_rows is not None and self.memory_rows < 1:
+            raise ValueError("memory_rows must be at least 1, or None for unlimited")
