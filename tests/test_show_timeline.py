@@ -12,7 +12,7 @@ import click
 import pytest
 
 from sessions_cli.model import sessions as model
-from sessions_cli.output import draw
+from sessions_cli.output import draw, humanise
 from sessions_cli.query import timeline
 from sessions_cli.read import keys as attributes
 from sessions_cli.read import sources as inputs
@@ -397,7 +397,7 @@ def test_colour_only_when_asked_and_never_with_no_color(tree, monkeypatch):
      (62_300, "+1m 02.3s"), (7_390_000, "+2h 03m 10s")],
 )  # fmt: skip
 def test_offsets_read_like_a_stopwatch(ms, text):
-    assert draw.offset(ms) == text
+    assert humanise.offset(ms) == text
 
 
 @pytest.mark.parametrize(
@@ -406,7 +406,7 @@ def test_offsets_read_like_a_stopwatch(ms, text):
      (90_000, "1m30s"), (5_400_000, "1h30m"), (172_800_000, "2d")],
 )  # fmt: skip
 def test_ruler_labels_are_round(ms, text):
-    assert draw.tick_label(ms) == text
+    assert humanise.tick_label(ms) == text
 
 
 def test_colour_marks_bars_only(tree):

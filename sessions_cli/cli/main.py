@@ -26,6 +26,7 @@ import click
 
 from sessions_cli import __version__
 from sessions_cli.errors import ExitCode, SessionsError
+from sessions_cli.output import humanise
 from sessions_cli.tuning import Tuning
 
 # Sizes and worker counts for every command, from this machine's cores.
@@ -400,7 +401,7 @@ def timeline_command(
       sessions timeline sess-42 traces/ --spans --depth 2
       sessions timeline sess-42 traces/ --spans --json | jq 'select(.status == "error")'
     """
-    from sessions_cli.output import draw, render
+    from sessions_cli.output import draw
     from sessions_cli.query import filters as query
     from sessions_cli.query import timeline
 
@@ -424,19 +425,19 @@ def timeline_command(
     if one.start_ns is None or one.end_ns is None:
         raise SessionsError(f"{found}: no span of this session has times, so there is no timeline "
                             "to draw (its rows: --json)")  # fmt: skip
-    first, last = (render.instant(session[k], zone, seconds=True) for k in ("start", "end"))
+    first, last = (humanise.instant(session[k], zone, seconds=True) for k in ("start", "end"))
     if first[:10] == last[:10]:
         last = last[11:]  # same day: the date once is enough
     title = " · ".join(
-        render.plain(part)
+        humanise.plain(part)
         for part in (
             found,
             session["session_name"],
             session["user_id"],
             f"{first} → {last}",
-            render.duration(session["duration_ms"]),
+            humanise.duration(session["duration_ms"]),
             f"{session['trace_count']:,} trace{'' if session['trace_count'] == 1 else 's'}",
-            render.money(session["cost_usd"]),
+            humanise.money(session["cost_usd"]),
         )
         if part
     )
@@ -691,10 +692,9 @@ def _reading(paths):
 
 
 def _warn(warnings: list[str], *, empty: bool) -> None:
-    from sessions_cli.output.render import plain
 
     for warning in warnings:  # file names and reasons can hold control characters
-        click.echo(f"sessions: warning: {plain(warning)}", err=True)
+        click.echo(f"sessions: warning: {humanise.plain(warning)}", err=True)
     if empty:
         click.echo("sessions: no spans found in the input", err=True)
 

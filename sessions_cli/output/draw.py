@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from sessions_cli.output import tables
-from sessions_cli.output.render import duration, money, plain
+from sessions_cli.output import humanise, tables
 
 _NS_PER_MS = 1_000_000
 # Round tick steps, in ms: the ruler uses the smallest that leaves room for its labels.
@@ -126,22 +125,23 @@ def _with_idle_rows(rows: list[dict], origin_ns: int, span_ns: int) -> list[dict
 def _text_cells(row: dict, glyphs: Glyphs) -> list[str]:
     """The text columns of a row, in _COLUMNS order."""
     if row["kind"] == "idle":
-        return [offset(row["offset_ms"]), duration(row["duration_ms"]), "(idle)", "", "", "", ""]
+        when, took = humanise.offset(row["offset_ms"]), humanise.duration(row["duration_ms"])
+        return [when, took, "(idle)", "", "", "", ""]
     indent = "" if row["kind"] == "trace" else "  " * (row["depth"] + 1)
     failed = row["status"] == "error"
-    name = plain(row["name"] or "")
+    name = humanise.plain(row["name"] or "")
     tokens_in, tokens_out, cost = row["input_tokens"], row["output_tokens"], row["cost_usd"]
     tokens = f"{tokens_in or 0:,}{glyphs.to}{tokens_out or 0:,}" if tokens_in or tokens_out else ""
     if not tokens and not cost:
         cost = None  # no LLM call of its own: blank rather than a row of zeros
     return [
-        offset(row["offset_ms"]),
-        duration(row["duration_ms"]) if row["duration_ms"] is not None else "",
+        humanise.offset(row["offset_ms"]),
+        humanise.duration(row["duration_ms"]) if row["duration_ms"] is not None else "",
         indent + (glyphs.failed if failed else "") + name,
         {"error": "error", "ok": "ok"}.get(row["status"], ""),
-        plain(row["model"] or ""),
+        humanise.plain(row["model"] or ""),
         tokens,
-        money(cost) if cost is not None else "",
+        humanise.money(cost) if cost is not None else "",
     ]
 
 
@@ -199,47 +199,9 @@ def _ruler(span_ns: int, width: int, step_ms: float, glyphs: Glyphs) -> tuple[st
         if column >= width:
             break
         rule[column] = glyphs.tick
-        text = tick_label(tick)
+        text = humanise.tick_label(tick)
         free = all(c == " " for c in labels[max(column - 1, 0) : column + len(text)])
         if column + len(text) <= width and free:
             labels[column : column + len(text)] = text
         tick += step_ms
     return "".join(labels).rstrip(), "".join(rule)
-
-
-def tick_label(ms: float) -> str:
-    """Ruler labels: `0`, `250ms`, `1.5s`, `30s`, `2m`, `1h30m`, `2d`."""
-    if ms == 0:
-        return "0"
-    if ms < 1000:
-        return f"{ms:g}ms"
-    if ms < 60_000:
-        return f"{ms / 1000:g}s"
-    minutes = ms / 60_000
-    if minutes < 60:
-        return (
-            f"{minutes:g}m"
-            if minutes == int(minutes)
-            else f"{int(minutes)}m{(ms % 60_000) / 1000:g}s"
-        )
-    hours, minutes = divmod(int(minutes), 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours}h" if hours else f"{days}d"
-
-
-def offset(ms: float | None) -> str:
-    """Time since the session's start: `+0ms`, `+350ms`, `+4.2s`, `+1m 02.3s`, `+2h 03m 10s`."""
-    if ms is None:
-        return ""
-    if ms < 999.5:
-        return f"+{ms:.0f}ms"
-    tenths = round(ms / 100)  # round once, so 59.97s is +1m 00.0s and never +60.0s
-    if tenths < 600:
-        return f"+{tenths / 10:.1f}s"
-    minutes, tenths = divmod(tenths, 600)
-    if minutes < 60:
-        return f"+{minutes}m {tenths // 10:02d}.{tenths % 10}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"+{hours}h {minutes:02d}m {tenths // 10:02d}s"

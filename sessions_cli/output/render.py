@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterator
 from datetime import tzinfo
 
 import polars as pl
 
-from sessions_cli.output import json_text, tables
+from sessions_cli.output import humanise, json_text, tables
 
 FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
 # Columns a table shows when --columns is not given; machine formats show every field.
@@ -39,10 +38,6 @@ HEADERS = {
 }  # fmt: skip
 _MONEY = ("cost_usd", "p50_session_cost", "p95_session_cost")
 _DURATION = ("duration_ms",)
-# Terminal escape sequences (CSI such as colours, OSC such as hyperlinks and window titles), and
-# then any other control character: what end users typed must not drive the user's terminal.
-_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def render(rows: pl.DataFrame, fmt: str, **options) -> str:
@@ -169,16 +164,18 @@ def _markdown(rows: pl.DataFrame) -> str:
         return ""
     # Cells are made plain (no control characters, one line) and a | is escaped, since it
     # would end the cell.
-    cells = [
-        ["" if v is None else plain(v).replace("|", "\\|") if isinstance(v, str) else str(v)
-         for v in row]
-        for row in flat.rows()
-    ]  # fmt: skip
+    cells = [[_markdown_cell(v) for v in row] for row in flat.rows()]
     return tables.github(flat.columns, cells) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
 # Tables for people
+
+
+def _markdown_cell(value) -> str:
+    if value is None:
+        return ""
+    return humanise.plain(value).replace("|", "\\|") if isinstance(value, str) else str(value)
 
 
 def _table(rows: pl.DataFrame, *, tz: tzinfo | None, width: int | None, seconds: bool) -> str:
@@ -203,11 +200,11 @@ def _human(column: str, value, tz: tzinfo | None, seconds: bool = False) -> str:
     if value is None:
         return ""
     if column in _MONEY:
-        return money(value)
+        return humanise.money(value)
     if column in _DURATION:
-        return duration(value)
+        return humanise.duration(value)
     if hasattr(value, "astimezone"):
-        return instant(value, tz, seconds=seconds)
+        return humanise.instant(value, tz, seconds=seconds)
     if column == "status" and value == "error":
         return "✗ error"
     if isinstance(value, bool):
@@ -218,15 +215,9 @@ def _human(column: str, value, tz: tzinfo | None, seconds: bool = False) -> str:
         return f"{value:,.2f}"
     if isinstance(value, list):
         if value and isinstance(value[0], dict):
-            return plain(", ".join(f"{kv['key']}={kv['value']}" for kv in value))
-        return plain(", ".join(str(v) for v in value))
-    return plain(str(value))
-
-
-def instant(value, tz: tzinfo | None, *, seconds: bool = False) -> str:
-    """A table time: minutes are enough in a list; machine formats keep nanoseconds."""
-    pattern = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
-    return value.astimezone(tz).strftime(pattern) if tz else value.strftime(pattern) + "Z"
+            return humanise.plain(", ".join(f"{kv['key']}={kv['value']}" for kv in value))
+        return humanise.plain(", ".join(str(v) for v in value))
+    return humanise.plain(str(value))
 
 
 def summary(record: dict, *, tz: tzinfo | None) -> str:
@@ -250,45 +241,10 @@ def summary(record: dict, *, tz: tzinfo | None) -> str:
         ("LLM calls", text("llm_call_count")),
         ("Tokens", f"{n['total_tokens']:,} ({n['input_tokens']:,} in, "
                    f"{n['output_tokens']:,} out)"),
-        ("Cost", f"{money(n['cost_usd'])} (source: {n['cost_source']}{unpriced})"),
+        ("Cost", f"{humanise.money(n['cost_usd'])} (source: {n['cost_source']}{unpriced})"),
         ("Models", text("models")),
         ("Tags", text("tags")),
         ("Metadata", text("metadata")),
     ]  # fmt: skip
     width = max(len(label) for label, _ in lines)
     return "".join(f"{label + ':':<{width + 1}}  {value}".rstrip() + "\n" for label, value in lines)
-
-
-def plain(text: str) -> str:
-    """Text safe to print on a terminal: escape sequences dropped, other controls made visible,
-    tabs and newlines turned into spaces."""
-    text = _ESCAPES.sub("", text)
-    text = text.replace("\t", " ").replace("\n", " ")
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def money(usd: float) -> str:
-    if usd == 0:
-        return "$0"
-    if abs(usd) < 0.0001:
-        return "<$0.0001"
-    if abs(usd) < 1:
-        return f"${usd:.4f}"
-    return f"${usd:,.2f}"
-
-
-def duration(ms: float) -> str:
-    """`850ms`, `4.2s`, `1m 23s`, `2h 03m`, `3d 4h`."""
-    if ms < 1000:
-        return f"{ms:.0f}ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, seconds = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from sessions_cli.output import render, tables
+from sessions_cli.output import humanise, render, tables
 from sessions_cli.query.stats import TOTAL_FIELDS, Budget
 
 # How each distributed metric reads in a table.
@@ -83,7 +83,7 @@ def as_markdown(totals: dict, dist: pl.DataFrame, by: str | None, groups, budget
             else (" — ✅ all budgets held")
         )
     parts = [
-        f"### Sessions: {totals['sessions']:,} sessions, {render.money(totals['cost_usd'])}, "
+        f"### Sessions: {totals['sessions']:,} sessions, {humanise.money(totals['cost_usd'])}, "
         f"{totals['total_tokens']:,} tokens{verdict}\n",
         table(["", "total"], [[_TOTAL_LABELS[k], _total(k, totals[k])] for k in TOTAL_FIELDS]),
         f"#### Per session\n\n_{_PERCENTILE_NOTE.capitalize()}._\n\n"
@@ -91,10 +91,10 @@ def as_markdown(totals: dict, dist: pl.DataFrame, by: str | None, groups, budget
     ]
     if groups is not None:
         rows = [
-            [render.plain(str(g["group"])) if g["group"] is not None else "(none)",
+            [humanise.plain(str(g["group"])) if g["group"] is not None else "(none)",
              f"{g['sessions']:,}", f"{g['traces']:,}", f"{g['total_tokens']:,}",
-             render.money(g["cost_usd"]), render.money(g["p50_session_cost"]),
-             render.money(g["p95_session_cost"])]
+             humanise.money(g["cost_usd"]), humanise.money(g["p50_session_cost"]),
+             humanise.money(g["p95_session_cost"])]
             for g in groups.iter_rows(named=True)
         ]  # fmt: skip
         headers = [by, "sessions", "traces", "tokens", "cost", "p50 session cost",
@@ -119,7 +119,7 @@ def breach_lines(budgets: list[Budget], *, most: int = 50) -> list[str]:
             for session_id, value in budget.breaches[:most]:
                 shown, limit = _pair(budget.name, value, budget.limit)
                 lines.append(
-                    f"budget: session {render.plain(session_id)} {measure} {shown} > {limit}"
+                    f"budget: session {humanise.plain(session_id)} {measure} {shown} > {limit}"
                 )
             if len(budget.breaches) > most:
                 lines.append(
@@ -158,9 +158,9 @@ def _measure(name: str, value) -> str:
     if value is None:
         return "-"
     if name.endswith("cost"):
-        return render.money(value)
+        return humanise.money(value)
     if name.endswith("duration"):
-        return render.duration(value)
+        return humanise.duration(value)
     if name.endswith("rate"):
         return f"{value:.2%}".replace(".00%", "%")
     return f"{value:,.0f}"
@@ -171,7 +171,7 @@ def _budget_cells(budgets: list[Budget]) -> list[list[str]]:
     for b in budgets:
         found = _measure(b.name, b.value)
         if b.session_id:
-            found += f" ({render.plain(b.session_id)})"
+            found += f" ({humanise.plain(b.session_id)})"
         if b.breaches:
             found += f", {len(b.breaches):,} over"
         rows.append([b.name, _limit(b.name, b.limit), found, "held" if b.held else "EXCEEDED"])
@@ -188,9 +188,9 @@ def _distribution_cells(dist: pl.DataFrame) -> list[list[str]]:
             if value is None:
                 cells.append("")
             elif metric == "cost_usd":
-                cells.append(render.money(value))
+                cells.append(humanise.money(value))
             elif metric == "duration_ms":
-                cells.append(render.duration(value))
+                cells.append(humanise.duration(value))
             else:
                 cells.append(
                     f"{value:,.1f}" if column != "min" and column != "max" else f"{value:,.0f}"
@@ -200,4 +200,4 @@ def _distribution_cells(dist: pl.DataFrame) -> list[list[str]]:
 
 
 def _total(key: str, value) -> str:
-    return render.money(value) if key == "cost_usd" else f"{value:,}"
+    return humanise.money(value) if key == "cost_usd" else f"{value:,}"

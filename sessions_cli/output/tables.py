@@ -20,7 +20,7 @@ _SHRINKABLE_MIN = 8  # a cut text column keeps at least this many cells (or its 
 
 
 def width(text: str) -> int:
-    """Terminal cells `text` takes. Cells reach here made plain (`render.plain`); a character
+    """Terminal cells `text` takes. Cells reach here made plain (`humanise.plain`); a character
     wcwidth cannot measure counts as one cell."""
     cells = wcswidth(text)
     return cells if cells >= 0 else sum(max(wcswidth(c), 1) for c in text)
