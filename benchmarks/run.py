@@ -1,4 +1,5 @@
-"""Benchmark `sessions` against DuckDB on generated OTLP exports; prints a Markdown report.
+"""Benchmark `sessions` against DuckDB on generated OTLP exports; a Markdown report, printed
+and recorded (stamped with date, commit, cores and versions) in benchmarks/RESULTS.md.
 
     python benchmarks/run.py                      # 100k and 1M spans, 3 alternating runs
     python benchmarks/run.py --sizes 100000 --repeat 1
@@ -23,6 +24,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SESSIONS = str(Path(sys.executable).with_name("sessions"))
+RESULTS = HERE / "RESULTS.md"
+# Runs are recorded under this heading of RESULTS.md, newest first.
+RUNS = "# Runs recorded by benchmarks/run.py"
 
 
 def measure(args: list[str], stdout=subprocess.DEVNULL) -> tuple[float, float, bytes]:
@@ -168,6 +172,10 @@ def main() -> None:
         help="also race list against DuckDB on files of N-span lines, as a quieter app's "
         "exporter sends them (0: skip)",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-write", dest="write", action="store_false",
+        help="print the report only; by default it is also recorded in benchmarks/RESULTS.md",
+    )  # fmt: skip
     args = parser.parse_args()
     rows = startup(args.data, args.repeat)
     for spans in (int(s) for s in args.sizes.split(",")):
@@ -176,14 +184,73 @@ def main() -> None:
             path = generated(spans, args.data, args.small_batches)
             shape = f" ({args.small_batches}-span lines)"
             rows += list_vs_duckdb(path, spans, args.repeat, not args.no_duckdb, shape)[0]
-    print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, repeat {args.repeat}\n")
-    print("| spans | input MB | command | wall s (median) | peak MB |")
-    print("|---:|---:|---|---:|---:|")
+    report = "\n".join([stamp(args), "", *table(rows)]) + "\n"
+    print(report, end="")
+    if args.write:
+        record(report, RESULTS)
+        print(f"recorded in {RESULTS.relative_to(HERE.parent)}", file=sys.stderr)
+
+
+def table(rows: list[tuple]) -> list[str]:
+    lines = [
+        "| spans | input MB | command | wall s (median) | peak MB |",
+        "|---:|---:|---|---:|---:|",
+    ]
     for spans, size, name, wall, peak in rows:
         if wall is None:
-            print(f"| {spans:,} | | **{name}** | | |")
+            lines.append(f"| {spans:,} | | **{name}** | | |")
         else:
-            print(f"| {spans:,} | {size:,.1f} | {name} | {wall:.2f} | {peak:,.0f} |")
+            lines.append(f"| {spans:,} | {size:,.1f} | {name} | {wall:.2f} | {peak:,.0f} |")
+    return lines
+
+
+def stamp(args: argparse.Namespace) -> str:
+    """The heading of one run: when, on which commit, machine and versions, and how."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def package(name: str) -> str:
+        try:
+            return f"{name} {version(name)}"
+        except PackageNotFoundError:
+            return f"{name} (not installed)"
+
+    def git(*words: str) -> str:
+        done = subprocess.run(["git", *words], cwd=HERE, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += " (with uncommitted changes)"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    versions = ", ".join(package(n) for n in ("sessions-cli", "polars", "duckdb", "genai-prices"))
+    return (
+        f"## {when}, commit {commit}\n\n"
+        f"{os.cpu_count()} cores ({cpu_model()}), Python {sys.version.split()[0]}, {versions}; "
+        f"`benchmarks/run.py --sizes {args.sizes} --repeat {args.repeat}"
+        f"{' --no-duckdb' if args.no_duckdb else ''} --small-batches {args.small_batches}`"
+    )
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "CPU model unknown"
+
+
+def record(report: str, results: Path) -> None:
+    """Put `report` first under the runs heading of `results` (newest first), atomically."""
+    text = results.read_text(encoding="utf-8") if results.exists() else ""
+    if RUNS not in text:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + RUNS + "\n"
+    head, _, older = text.partition(RUNS + "\n")
+    updated = head + RUNS + "\n\n" + report.rstrip("\n") + "\n" + (older if older.strip() else "")
+    temporary = results.with_name(f".{results.name}.tmp")
+    temporary.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
+    os.replace(temporary, results)
 
 
 if __name__ == "__main__":
