@@ -500,6 +500,14 @@ def budget_options(command):
         )
         for name, (kind, metavar, text) in BUDGETS.items()
     ]
+    decorators.append(
+        click.option(
+            "--allow-empty",
+            is_flag=True,
+            help="Let budgets pass when the input has no spans. By default a budget check on "
+            "empty input fails (exit 1): nothing read is not a pass.",
+        )
+    )
     return _stacked(decorators, command)
 
 
@@ -570,12 +578,18 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
     from sessions_cli.query import stats
 
     limits = {name: options.pop(name) for name in BUDGETS}
+    allow_empty = options.pop("allow_empty")
     if by is not None:
         by = stats.check_grouping(by)
     zone = _zone(tz)
     filters = _filters(options, zone)
     model = _load(
-        paths, strict=strict, session_keys=session_keys, price_file=price_file, cost_mode=cost_mode
+        paths,
+        strict=strict,
+        session_keys=session_keys,
+        price_file=price_file,
+        cost_mode=cost_mode,
+        need_spans=not allow_empty and any(limit is not None for limit in limits.values()),
     )
     sessions = query.filter_sessions(model.sessions, filters)
     if sessions.is_empty():
@@ -610,9 +624,10 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
 # Shared steps
 
 
-def _load(paths, *, strict, session_keys, price_file, cost_mode):
+def _load(paths, *, strict, session_keys, price_file, cost_mode, need_spans=False):
     """The model of PATHS. Spans wait in a SpanStore (on disk past a size); it is removed when
-    the command ends."""
+    the command ends. With `need_spans` (a budget check), reading no spans is an error: an
+    empty export must not pass a CI gate."""
     from sessions_cli.model import pricing
     from sessions_cli.model import sessions as model
 
@@ -631,6 +646,12 @@ def _load(paths, *, strict, session_keys, price_file, cost_mode):
     _TIMINGS["read"] += store.read_seconds
     _TIMINGS["model"] -= store.read_seconds
     _warn_read(store, report, built.notices)
+    if need_spans and store.rows == 0:
+        where = ", ".join(paths) if paths else "the input"
+        raise SessionsError(
+            f"read no spans from {where}, so no budget was checked "
+            "(pass --allow-empty to accept empty input)"
+        )
     return built
 
 

@@ -159,6 +159,10 @@ def resolve(paths: tuple[str, ...], *, stdin_is_tty: bool, env: dict[str, str]) 
         paths = (fallback,)
     sources: list[Source] = []
     for raw in paths:
+        if not raw.strip():
+            # A shell variable that is unset or empty ("$TRACES") must not read the current
+            # directory and pass a CI check on whatever is there.
+            raise UsageError("an empty PATH was given (is a shell variable unset?)")
         if raw == "-":
             sources.append(Source("<stdin>"))
             continue
