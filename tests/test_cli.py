@@ -271,7 +271,44 @@ def test_bad_price_file_is_a_usage_error(tmp_path, three):
     bad.write_text('{"m": {"input_per_mtok": "cheap"}}')
     result = run("list", three, "--prices", str(bad))
     assert result.exit_code == 2
-    assert "needs numeric input_per_mtok" in result.stderr
+    assert "Invalid value for '--prices'" in result.stderr
+    assert "entry 'm' needs input_per_mtok/output_per_mtok as numbers" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"m": {"input_per_mtok": NaN}}', "entry 'm' needs"),
+        ('{"m": {"output_per_mtok": Infinity}}', "entry 'm' needs"),
+        ('{"m": {"input_per_mtok": 1e300}}', "entry 'm' needs"),
+        ('{"m": {"input_per_mtok": -1}}', "entry 'm' needs"),
+        ('{"m": {"input_per_mtok": true}}', "entry 'm' needs"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        ("[]", "expected an object of model -> prices"),
+    ],
+)
+def test_hostile_price_files_are_usage_errors_naming_the_file(tmp_path, three, text, reason):
+    bad = tmp_path / "prices.json"
+    bad.write_text(text)
+    result = run("list", three, "--prices", str(bad))
+    assert result.exit_code == 2
+    assert f"{bad}: " in result.stderr
+    assert reason in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_a_price_given_as_numeric_text_is_still_read(tmp_path, three):
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"gpt-4o": {"input_per_mtok": "0", "output_per_mtok": "0"}}')
+    assert run("list", three, "--prices", str(prices)).exit_code == 0
+
+
+def test_usage_errors_from_checked_values_share_clicks_format(three):
+    for args in (["stats", three, "--by", "nope"], ["list", three, "--since", "100000000d"]):
+        result = run(*args)
+        assert result.exit_code == 2, args
+        assert result.stderr.startswith(f"Usage: sessions {args[0]}"), result.stderr
+        assert "Error: Invalid value for" in result.stderr
 
 
 def test_price_file_prices_unknown_models(tmp_path):

@@ -150,7 +150,7 @@ def test_stats_formats():
 def test_bad_grouping_is_a_usage_error():
     result = run("stats", str(REAL), "--by", "colour")
     assert result.exit_code == 2
-    assert "--by: expected one of user, model" in result.stderr
+    assert "Invalid value for '--by': expected one of user, model" in result.stderr
 
 
 def test_no_sessions_is_not_an_error(tmp_path):

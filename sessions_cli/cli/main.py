@@ -107,6 +107,22 @@ def _stacked(decorators, command):
     return functools.reduce(lambda f, d: d(f), reversed(decorators), command)
 
 
+class _PriceFile(click.ParamType):
+    """--prices FILE, read and checked as the options are parsed: its errors are usage errors."""
+
+    name = "file"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dict):
+            return value
+        from sessions_cli.model import pricing
+
+        try:
+            return pricing.load_price_file(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def input_options(command):
     decorators = [
         click.argument("paths", nargs=-1, metavar="[PATHS]..."),
@@ -126,6 +142,7 @@ def input_options(command):
         click.option(
             "--prices",
             "price_file",
+            type=_PriceFile(),
             metavar="FILE",
             help="JSON prices overriding the bundled table: "
             '{"model": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}.',
@@ -547,6 +564,7 @@ BUDGETS = {
 @filter_options
 @click.option(
     "--by",
+    type=_StatsValue("field", "check_grouping"),
     metavar="FIELD",
     help="Also total per group: user, model, name, tag, day, week, month or meta:KEY. A session "
     "with several users, models or tags counts in each of their groups. Days, weeks (ISO) and "
@@ -579,8 +597,6 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
 
     limits = {name: options.pop(name) for name in BUDGETS}
     allow_empty = options.pop("allow_empty")
-    if by is not None:
-        by = stats.check_grouping(by)
     zone = _zone(tz)
     filters = _filters(options, zone)
     model = _load(
@@ -628,10 +644,9 @@ def _load(paths, *, strict, session_keys, price_file, cost_mode, need_spans=Fals
     """The model of PATHS. Spans wait in a SpanStore (on disk past a size); it is removed when
     the command ends. With `need_spans` (a budget check), reading no spans is an error: an
     empty export must not pass a CI gate."""
-    from sessions_cli.model import pricing
     from sessions_cli.model import sessions as model
 
-    prices = pricing.load_price_file(price_file)
+    prices = price_file or {}  # read and checked while the options were parsed
     store, report = _store(paths, strict=strict, session_keys=session_keys)
     with _timed("model"):
         built = model.build(

@@ -13,6 +13,7 @@ the context size) are priced per distinct (model, provider, input, output) combi
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from functools import cache
@@ -20,33 +21,55 @@ from pathlib import Path
 
 import polars as pl
 
-from sessions_cli.errors import UsageError
+# Prices per million tokens above this are not prices: a typo or a hostile file.
+_MAX_PER_MTOK = 1_000_000.0
 
 
 def load_price_file(path: str | None) -> dict[str, tuple[float, float]]:
-    """`{"model": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}, ...}`, USD per million."""
+    """`{"model": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}, ...}`, USD per million.
+    Raises ValueError naming the file and what is wrong with it."""
     if not path:
         return {}
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UsageError(f"--prices {path}: cannot read ({exc.strerror})") from exc
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except RecursionError as exc:
+        raise ValueError(f"{path}: invalid JSON (nested too deeply)") from exc
     except ValueError as exc:
-        raise UsageError(f"--prices {path}: invalid JSON ({exc})") from exc
+        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
     prices = {}
     for model, entry in data.items() if isinstance(data, dict) else []:
-        try:
-            prices[model.casefold()] = (
-                float(entry.get("input_per_mtok", 0)),
-                float(entry.get("output_per_mtok", 0)),
+        rates = _rates(entry)
+        if rates is None:
+            raise ValueError(
+                f"{path}: entry {model!r} needs input_per_mtok/output_per_mtok as numbers "
+                f"from 0 to {_MAX_PER_MTOK:,.0f}"
             )
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise UsageError(
-                f"--prices {path}: entry {model!r} needs numeric input_per_mtok/output_per_mtok"
-            ) from exc
+        prices[model.casefold()] = rates
     if not prices:
-        raise UsageError(f"--prices {path}: expected an object of model -> prices")
+        raise ValueError(f"{path}: expected an object of model -> prices")
     return prices
+
+
+def _rates(entry) -> tuple[float, float] | None:
+    """(input, output) USD per million tokens, or None when either is not a usable price."""
+    if not isinstance(entry, dict):
+        return None
+    rates = []
+    for key in ("input_per_mtok", "output_per_mtok"):
+        value = entry.get(key, 0)
+        if isinstance(value, str):  # "0.15" is read as it always was
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if not math.isfinite(value) or not 0 <= value <= _MAX_PER_MTOK:
+            return None
+        rates.append(float(value))
+    return rates[0], rates[1]
 
 
 def price_calls(

@@ -12,8 +12,6 @@ from datetime import tzinfo
 
 import polars as pl
 
-from sessions_cli.errors import UsageError
-
 PERCENTILES = (50, 90, 95, 99)
 DISTRIBUTED = ("cost_usd", "total_tokens", "duration_ms", "trace_count")
 GROUPINGS = ("user", "model", "name", "tag", "day", "week", "month", "meta:KEY")
@@ -87,10 +85,10 @@ def _exact_sum(column: str) -> pl.Expr:
 
 
 def check_grouping(by: str) -> str:
-    """`--by` value, checked: one of GROUPINGS, or meta:KEY with a key."""
+    """A grouping, checked: one of GROUPINGS, or meta:KEY with a key; else ValueError."""
     if by in GROUPINGS[:-1] or (by.startswith("meta:") and len(by) > len("meta:")):
         return by
-    raise UsageError(f"--by: expected one of {', '.join(GROUPINGS)}, got {by!r}")
+    raise ValueError(f"expected one of {', '.join(GROUPINGS)}, got {by!r}")
 
 
 def _group_key(by: str, zone: tzinfo | None) -> pl.Expr:

@@ -30,7 +30,10 @@ def parse_instant(
     match = _RELATIVE.match(word)
     if match:
         amount, unit = float(match.group(1)), _UNITS[match.group(2).lower()]
-        return now - timedelta(**{unit: amount})
+        try:
+            return now - timedelta(**{unit: amount})
+        except OverflowError as exc:
+            raise ValueError(f"{text!r} reaches back before the year 1") from exc
     from dateutil import parser
 
     try:
