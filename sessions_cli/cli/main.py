@@ -26,14 +26,13 @@ import click
 
 from sessions_cli import __version__
 from sessions_cli.errors import ExitCode, SessionsError
+from sessions_cli.kinds import COST_MODES, FORMATS
 from sessions_cli.output import humanise
 from sessions_cli.tuning import Tuning
 
 # Sizes and worker counts for every command, from this machine's cores.
 TUNING = Tuning()
 
-# Also in render.FORMATS; repeated here so that --help does not import polars.
-FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
 SORT_NAMES = ("start", "end", "cost", "tokens", "duration", "traces", "spans", "errors", "name",
               "user")  # fmt: skip
 
@@ -149,7 +148,7 @@ def input_options(command):
         ),
         click.option(
             "--cost-mode",
-            type=click.Choice(["auto", "attribute", "calculate"]),
+            type=click.Choice(COST_MODES),
             default="auto",
             show_default=True,
             help="auto: cost attribute, else price table; attribute: attributes only; "

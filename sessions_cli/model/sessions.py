@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sessions_cli.kinds import CostMode
 from sessions_cli.model import pricing
 from sessions_cli.read.keys import MODEL_CALL_NAME_SUFFIXES, MODEL_CALL_OPERATIONS
 from sessions_cli.store.traces import TraceStore
@@ -74,7 +75,7 @@ class Model:
 def build(
     spans: pl.DataFrame | Iterable[pl.DataFrame],
     *,
-    cost_mode: str = "auto",
+    cost_mode: CostMode = "auto",
     prices: dict[str, tuple[float, float]] | None = None,
     load_spans: Callable[[list[str]], pl.DataFrame] | None = None,
     spill_dir: Path | None = None,
@@ -153,7 +154,7 @@ def _notices(found: Counter) -> tuple[str, ...]:
 
 
 def annotate(
-    spans: pl.DataFrame, *, cost_mode: str, prices: dict, notices: Counter | None = None
+    spans: pl.DataFrame, *, cost_mode: CostMode, prices: dict, notices: Counter | None = None
 ) -> pl.DataFrame:
     """Mark roots, the spans whose usage counts, LLM calls, and each call's cost."""
     notices = Counter() if notices is None else notices

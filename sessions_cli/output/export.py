@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sessions_cli.kinds import Format
 from sessions_cli.output.render import pieces
 from sessions_cli.read.flat import GROUPS
 from sessions_cli.read.schema import expand
@@ -80,9 +81,10 @@ def _write(groups: Iterable[pl.DataFrame], path: str, suffix: str, scratch: Path
             metadata={GROUPS: json.dumps(sizes)},
         )
         return count
+    fmt: Format = "csv" if suffix == ".csv" else "jsonl"
     with open(path, "w", encoding="utf-8") as out:
         for number, group in enumerate(groups):
             records = expand(group)
             count += records.height
-            out.writelines(pieces(records, suffix[1:], raw_csv=True, header=number == 0))
+            out.writelines(pieces(records, fmt, raw_csv=True, header=number == 0))
     return count

@@ -15,9 +15,9 @@ from datetime import tzinfo
 
 import polars as pl
 
+from sessions_cli.kinds import FORMATS, Format
 from sessions_cli.output import humanise, json_text, tables
 
-FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
 # Columns a table shows when --columns is not given; machine formats show every field.
 TABLE_COLUMNS = {
     "sessions": ["session_id", "session_name", "user_id", "start", "duration_ms", "trace_count",
@@ -40,7 +40,7 @@ _MONEY = ("cost_usd", "p50_session_cost", "p95_session_cost")
 _DURATION = ("duration_ms",)
 
 
-def render(rows: pl.DataFrame, fmt: str, **options) -> str:
+def render(rows: pl.DataFrame, fmt: Format, **options) -> str:
     """The text to print for `rows` (already restricted to the columns to show); the options
     are `pieces`'."""
     return "".join(pieces(rows, fmt, **options))
@@ -53,7 +53,7 @@ _SLICE = 5_000
 
 def pieces(
     rows: pl.DataFrame,
-    fmt: str,
+    fmt: Format,
     *,
     tz: tzinfo | None = None,
     width: int | None = None,
