@@ -150,3 +150,30 @@ def test_counting_lines_by_jumps_counts_every_newline(lengths, end):
     """Long lines are counted by jumping from newline to newline, short ones byte by byte."""
     data = b"\n".join(b"x" * n for n in lengths) + (b"\n" if end else b"")
     assert inputs._count_lines(data) == data.count(b"\n")
+
+
+_FIXTURE_OK = [HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=_FIXTURE_OK)
+@given(cents=st.lists(st.integers(0, 10**9), min_size=1, max_size=12), places=st.integers(2, 9))
+def test_money_in_json_is_the_exact_decimal_sum_without_float_noise(tmp_path, cents, places):
+    """Costs written with up to 9 decimal places add up, in JSON, to the shortest text of their
+    exact decimal sum (worked out here with Python's Decimal), never 0.010326000000000002."""
+    from decimal import Decimal
+
+    from tests.conftest import run_json
+
+    costs = [Decimal(c).scaleb(-places) for c in cents]
+    # Sibling LLM calls under a root without usage: every call's cost counts once.
+    calls = [
+        span("t", f"c{i}", parent="root", name="chat", gen_ai__operation__name="chat",
+             agentmark__usage__cost_usd=float(c))
+        for i, c in enumerate(costs)
+    ]  # fmt: skip
+    root = span("t", "root", name="agent", session__id="s")
+    path = tmp_path / "money.jsonl"
+    path.write_text(json.dumps(document(root, *calls)) + "\n")
+    (row,) = run_json("list", str(path))
+    assert row["llm_call_count"] == len(costs)
+    assert repr(row["cost_usd"]) == repr(float(sum(costs)))

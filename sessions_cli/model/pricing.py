@@ -101,6 +101,15 @@ def price_calls(
 
 
 _KEYS = ["model", "provider", "input_tokens", "output_tokens"]
+# Money is computed and summed as an exact decimal (to 1e-18 USD), so that totals do not depend
+# on the order spans arrive in and carry no binary float noise; floats are only for output.
+EXACT = pl.Decimal(38, 18)
+
+
+def exact(money: pl.Expr) -> pl.Expr:
+    """A float money column as the decimal it was written as: through its shortest text, since
+    polars' float -> decimal cast truncates (0.009 would become 0.008999999999999999)."""
+    return money.cast(pl.String).cast(EXACT)
 
 
 # The model prices two groups at once (model.build): the rate cache, written back to disk
@@ -128,7 +137,13 @@ def _table_costs(calls: pl.DataFrame, needs_table: pl.Expr, overrides) -> pl.Ser
         pl.col("input_tokens").fill_null(0),
         pl.col("output_tokens").fill_null(0),
     )
-    linear = pl.col("fixed") + tokens_in * pl.col("per_input") + tokens_out * pl.col("per_output")
+    # In exact decimals: float arithmetic would leave noise (0.010326000000000002) that the
+    # exact sums then carry into every total and every JSON number.
+    linear = (
+        exact(pl.col("fixed"))
+        + tokens_in.cast(EXACT) * exact(pl.col("per_input"))
+        + tokens_out.cast(EXACT) * exact(pl.col("per_output"))
+    ).cast(pl.Float64)
     cost: pl.Expr = pl.when(pl.col("needs_table") & ~pl.col("tiered")).then(linear)
     if rates.get_column("tiered").any():
         combos = priced.filter(pl.col("needs_table") & pl.col("tiered")).select(_KEYS).unique()

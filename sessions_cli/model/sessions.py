@@ -35,9 +35,6 @@ TRACE_FIELDS = [
 ORPHAN_FIELDS = [*TRACE_FIELDS[:2], "user_id", *TRACE_FIELDS[2:]]
 
 _USAGE = ("input_tokens", "output_tokens", "total_tokens", "cost_usd")
-# Money is summed as an exact decimal (to 1e-18 USD), so that totals do not depend on the order
-# spans arrive in; floats are only for output. Nothing is rounded at any useful precision.
-EXACT = pl.Decimal(38, 18)
 _TOKENS = ("input_tokens", "output_tokens", "total_tokens")
 
 
@@ -307,7 +304,7 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
         text("name").get(pl.col("start_time_unix_nano").arg_min()).alias("first_name"),
         llm.sum().alias("llm_call_count"),
         *(pl.col(c).filter(counted).sum().alias(c) for c in _TOKENS),
-        pl.col("call_cost_usd").filter(llm).cast(EXACT).sum().alias("cost_exact"),
+        pricing.exact(pl.col("call_cost_usd").filter(llm)).sum().alias("cost_exact"),
         (pl.col("call_cost_source") == "attribute").sum().alias("attribute_priced"),
         (pl.col("call_cost_source") == "price_table").sum().alias("table_priced"),
         (llm & pl.col("call_cost_usd").is_null() & pl.col("total_tokens").is_not_null())

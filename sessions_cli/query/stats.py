@@ -78,10 +78,10 @@ def groups(sessions: pl.DataFrame, by: str, *, zone: tzinfo | None = None) -> pl
 
 
 def _exact_sum(column: str) -> pl.Expr:
-    """Money summed as an exact decimal, whatever the order of the rows (see model.EXACT)."""
-    from sessions_cli.model.sessions import EXACT
+    """Money summed as an exact decimal, whatever the order of the rows (see pricing.EXACT)."""
+    from sessions_cli.model.pricing import exact
 
-    return pl.col(column).cast(EXACT).sum().cast(pl.Float64).alias(column)
+    return exact(pl.col(column)).sum().cast(pl.Float64).alias(column)
 
 
 def check_grouping(by: str) -> str:
