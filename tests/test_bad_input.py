@@ -21,6 +21,15 @@ W = "sessions: warning: "
 OK = {"sess-ok": (2, 200)}
 
 
+def unpriced(calls: int) -> str:
+    """The note for LLM calls that carry tokens but neither a model nor a cost."""
+    verb = "has" if calls == 1 else "have"
+    return (f"{W}{calls:,} LLM call{'s' if calls > 1 else ''} {verb} tokens but no price, so "
+            f"{'its' if calls == 1 else 'their'} cost is unknown (a cost shows ? or a lower bound "
+            f"≥$): (no model named) ({calls:,}); a call that names no model can only be priced by "
+            "a cost attribute")  # fmt: skip
+
+
 def listed(path, *args):
     """(exit code, {session: (spans, input tokens)}, stderr lines) of `list --json`."""
     result = run("list", str(path), "--json", *args)
@@ -58,22 +67,23 @@ CASES = [
     ("span_missing_ids_or_times.otlp.jsonl", {**OK, "sess-raw": (1, 7)},
      [f"{W}{BAD}/span_missing_ids_or_times.otlp.jsonl: 1 span without valid start and end times "
       "(missing, 0, negative or past year 9999) has no times",
-      f"{W}skipped 2 spans without a valid traceId/spanId"], True),
+      f"{W}skipped 2 spans without a valid traceId/spanId",
+      unpriced(1)], True),
     ("invalid_ids.otlp.jsonl", OK,
      [f"{W}skipped 4 spans without a valid traceId/spanId"], True),
     ("end_before_start.otlp.jsonl", {**OK, "sess-raw": (1, 7)},
      [f"{W}{BAD}/end_before_start.otlp.jsonl: 1 span ends before it starts: its end is taken as "
-      "its start"], False),
+      "its start", unpriced(1)], False),
     ("bad_timestamps.otlp.jsonl", {**OK, "sess-raw": (3, 21)},
      [f"{W}{BAD}/bad_timestamps.otlp.jsonl: 3 spans without valid start and end times (missing, "
-      "0, negative or past year 9999) have no times"], True),
+      "0, negative or past year 9999) have no times", unpriced(3)], True),
     # "12" and "12.0" count; NaN, Infinity, beyond 64 bits and 12.5 do not.
     ("odd_numbers.otlp.jsonl", {**OK, "sess-numbers": (6, 24)},
      [f"{W}{BAD}/odd_numbers.otlp.jsonl: 4 token counts or costs that are not non-negative "
-      "numbers (tokens whole) were ignored"], True),
+      "numbers (tokens whole) were ignored", unpriced(2)], True),
     ("negative_usage.otlp.jsonl", {**OK, "sess-negative": (1, 0)},
      [f"{W}{BAD}/negative_usage.otlp.jsonl: 2 token counts or costs that are not non-negative "
-      "numbers (tokens whole) were ignored"], True),
+      "numbers (tokens whole) were ignored", unpriced(1)], True),
     ("nested_values_for_text.otlp.jsonl", {**OK, "sess-nested": (2, 0)},
      [f"{W}{BAD}/nested_values_for_text.otlp.jsonl: 3 attribute values that are arrays or "
       "key-value lists where text was expected were ignored"], True),
@@ -84,16 +94,17 @@ CASES = [
     # wrapper. The self-parented span (5) is a root.
     ("parent_cycle.otlp.jsonl", {**OK, "sess-cycle": (3, 25)},
      [f"{W}1 span names itself as parent: taken as a root",
-      f"{W}1 parent cycle (a -> b -> a): the earliest span of each is taken as a root"], False),
+      f"{W}1 parent cycle (a -> b -> a): the earliest span of each is taken as a root",
+      unpriced(2)], False),
     ("truncated_gzip.otlp.jsonl.gz", OK,
      [f"{W}{BAD}/truncated_gzip.otlp.jsonl.gz: skipped 1 malformed line (line 13; first: invalid "
       "JSON: the line ends early (truncated?))",
       f"{W}{BAD}/truncated_gzip.otlp.jsonl.gz: compressed stream ends early: the file is "
       "truncated; read up to line 13, the rest is lost"], True),
-    ("ten_mb_attribute.otlp.jsonl.gz", {**OK, "sess-big": (1, 3)}, [], False),
+    ("ten_mb_attribute.otlp.jsonl.gz", {**OK, "sess-big": (1, 3)}, [unpriced(1)], False),
     ("conflicting_duplicate", {"sess-dup": (1, 1)},  # a.otlp.jsonl is read first: it wins
      [f"{W}1 span was read more than once with different content; the first read was kept "
-      "(files are read in path order)"], False),
+      "(files are read in path order)", unpriced(1)], False),
 ]  # fmt: skip
 
 
@@ -254,9 +265,10 @@ def test_ten_thousand_files_in_a_directory(tmp_path):
     code, found, stderr = listed(tmp_path)
     assert code == 0
     assert found == {"sess-many": (10_000, 10_000)}
-    assert len(stderr) == 6
+    assert len(stderr) == 7
     assert stderr[0] == (
         f"{W}{tmp_path}/part-00000.jsonl: skipped 1 malformed line (line 2; first: invalid JSON: "
         "the line ends early (truncated?))"
     )
-    assert stderr[-1] == f"{W}... and 5 more files with malformed lines"
+    assert stderr[-2] == f"{W}... and 5 more files with malformed lines"
+    assert stderr[-1] == unpriced(10_000)

@@ -331,7 +331,7 @@ def test_price_file_prices_unknown_models(tmp_path):
     [row] = run_json("list", str(path), "--prices", str(prices))
     assert (row["cost_usd"], row["cost_source"]) == (3.0, "price_table")
     [unpriced] = run_json("list", str(path))
-    assert (unpriced["cost_usd"], unpriced["unpriced_call_count"]) == (0.0, 1)
+    assert (unpriced["cost_usd"], unpriced["unpriced_call_count"]) == (None, 1)
 
 
 def test_version_and_help_everywhere():

@@ -186,4 +186,8 @@ def _numbers(rows: list[dict]) -> dict:
     so only ids and numbers are compared."""
     fields = ("trace_count", "span_count", "llm_call_count", "input_tokens", "output_tokens",
               "total_tokens", "error_count", "failed_trace_count", "start", "end")  # fmt: skip
-    return {r["session_id"]: ({f: r[f] for f in fields}, round(r["cost_usd"], 9)) for r in rows}
+    return {r["session_id"]: ({f: r[f] for f in fields}, _rounded(r["cost_usd"])) for r in rows}
+
+
+def _rounded(cost: float | None) -> float | None:
+    return None if cost is None else round(cost, 9)

@@ -204,7 +204,7 @@ def test_price_rates_are_cached_on_disk_and_a_broken_cache_is_ignored(tmp_path, 
 
     monkeypatch.setenv("SESSIONS_CACHE_DIR", str(tmp_path))
     first = run_json("list", str(REAL))
-    (cache,) = tmp_path.glob("rates-genai-prices-*.json")
+    (cache,) = tmp_path.glob("rates-v*-genai-prices-*.json")
     rates = json.loads(cache.read_text())
     assert rates["gpt-4o-mini\topenai"][0] is False  # not tiered
     assert rates["gpt-4o-mini\topenai"][2] == pytest.approx(0.15 / 1_000_000)

@@ -6,10 +6,12 @@ import io
 import itertools
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sessions_cli.model import sessions as model
+from sessions_cli.query import stats
 from sessions_cli.read import keys as attributes
 from sessions_cli.read import sources as inputs
 from sessions_cli.store import loading
@@ -35,6 +37,8 @@ def exports(draw):
                 attrs["gen_ai.usage.input_tokens"] = draw(st.integers(0, 10_000))
                 attrs["gen_ai.usage.output_tokens"] = draw(st.integers(0, 1_000))
                 attrs["gen_ai.request.model"] = draw(st.sampled_from(MODELS))
+                if draw(st.booleans()):
+                    attrs["gen_ai.system"] = draw(st.sampled_from(["openai", "acme"]))
             start = draw(st.integers(0, 10_000))
             docs.append(
                 document(
@@ -177,3 +181,24 @@ def test_money_in_json_is_the_exact_decimal_sum_without_float_noise(tmp_path, ce
     (row,) = run_json("list", str(path))
     assert row["llm_call_count"] == len(costs)
     assert repr(row["cost_usd"]) == repr(float(sum(costs)))
+
+
+@SETTINGS
+@given(exports(), st.sampled_from(["model", "provider"]))
+def test_groups_that_split_calls_add_up_to_the_totals(tmp_path, docs, by):
+    m = sessions_of(tmp_path, [docs])
+    total = stats.totals(m.sessions, m.orphans)
+    groups = stats.groups(m.sessions, by)
+    for field in ("llm_calls", "total_tokens", "unpriced_call_count"):
+        assert groups.get_column(field).sum() == total[field], field
+    known = groups.get_column("cost_usd").drop_nulls().sum()
+    assert known == pytest.approx(total["cost_usd"] or 0.0, rel=1e-12, abs=1e-15)
+
+
+@SETTINGS
+@given(exports(), st.floats(0, 1e6))
+def test_no_cost_budget_holds_over_unpriced_calls(tmp_path, docs, limit):
+    m = sessions_of(tmp_path, [docs])
+    budgets = stats.check_budgets(m.sessions, {"max_session_cost": limit, "max_total_cost": limit})
+    if m.sessions.get_column("unpriced_call_count").sum():
+        assert not any(b.held for b in budgets)

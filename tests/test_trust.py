@@ -1,11 +1,16 @@
-"""Nothing read is not a pass (contract §3): a budget check on input without spans fails, and an
-empty PATH never means the current directory."""
+"""Numbers and verdicts a user can trust (contract §3): nothing read is not a pass, unknown cost
+is not zero, and groups that split sessions add up to the totals."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
 import pytest
 
-from tests.conftest import REAL, run
+from tests.conftest import FIXTURES, REAL, by_id, run, run_json
+from tests.otlp_builder import document, lines, span
 
 BUDGET = ("--max-session-cost", "0.25")
 
@@ -44,9 +49,12 @@ def test_without_a_budget_empty_input_is_still_a_note_and_exit_0(tmp_path):
     assert "no spans found" in result.stderr
 
 
-def test_a_budget_on_real_spans_is_unaffected():
-    result = run("stats", str(REAL), "--max-session-cost", "1")
+def test_a_budget_on_real_priced_spans_holds(tmp_path):
+    prices = tmp_path / "prices.json"  # the one model of the capture without a bundled price
+    prices.write_text('{"acme-local-7b": {"input_per_mtok": 0.2, "output_per_mtok": 0.4}}')
+    result = run("stats", str(REAL), "--max-session-cost", "1", "--prices", str(prices))
     assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
 
 
 @pytest.mark.parametrize("command", ["list", "stats"])
@@ -55,3 +63,134 @@ def test_an_empty_path_is_a_usage_error_not_the_current_directory(command, path)
     result = run(command, path)
     assert result.exit_code == 2
     assert "an empty PATH was given" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Unknown is not zero (contract §3)
+
+M = 1_000_000
+
+
+def _calls(tmp_path, *calls) -> str:
+    """One trace per (session, model, input, output) call; the file's path."""
+    path = tmp_path / "calls.jsonl"
+    path.write_text(
+        lines(*(
+            document(span(f"t{n}", "1", session__id=session, gen_ai__request__model=model,
+                          gen_ai__usage__input_tokens=inp, gen_ai__usage__output_tokens=out))
+            for n, (session, model, inp, out) in enumerate(calls)
+        ))
+    )  # fmt: skip
+    return str(path)
+
+
+@pytest.fixture
+def mixed(tmp_path) -> str:
+    # s-part: one gpt-4o-mini call (list price $0.15/$0.60 per million) and one unpriced call;
+    # s-none: only an unpriced call; s-full: only priced.
+    return _calls(tmp_path, ("s-part", "gpt-4o-mini", 1000, 100), ("s-part", "home-brew", 50, 5),
+                  ("s-none", "home-brew", 70, 7), ("s-full", "gpt-4o-mini", 2000, 0))  # fmt: skip
+
+
+def test_unpriced_cost_is_null_and_partly_priced_is_the_known_part(mixed):
+    rows = by_id(run_json("list", mixed))
+    assert rows["s-none"]["cost_usd"] is None
+    assert rows["s-none"]["unpriced_call_count"] == 1
+    assert rows["s-part"]["cost_usd"] == pytest.approx((1000 * 0.15 + 100 * 0.6) / M)
+    assert rows["s-part"]["unpriced_call_count"] == 1
+    assert rows["s-full"]["unpriced_call_count"] == 0
+    csv_rows = {
+        r["session_id"]: r for r in csv.DictReader(io.StringIO(run("list", mixed, "--csv").stdout))
+    }
+    assert csv_rows["s-none"]["cost_usd"] == ""  # null, not 0
+
+
+def test_tables_show_unknown_as_a_question_mark_and_lower_bounds(mixed):
+    result = run("list", mixed, "--columns", "session_id,cost_usd")
+    cells = dict(line.split() for line in result.stdout.splitlines()[2:])
+    assert cells == {"s-none": "?", "s-part": "≥$0.0002", "s-full": "$0.0003"}
+    shown = run("show", "s-part", mixed).stdout
+    assert "Cost:       ≥$0.0002 (source: price_table, 1 unpriced call)" in shown
+
+
+def test_one_stderr_line_names_the_unpriced_models_of_what_is_shown(mixed):
+    result = run("list", mixed)
+    [note] = result.stderr.splitlines()
+    assert note.startswith("sessions: warning: 2 LLM calls have tokens but no price")
+    assert "home-brew (2)" in note
+    assert '--prices FILE: {"home-brew"' in note
+    assert run("list", mixed, "--user", "nobody").stderr == "sessions: no sessions match\n"
+    assert run("show", "s-full", mixed).stderr == ""
+
+
+def test_stats_totals_count_unpriced_calls(mixed):
+    totals = run_json("stats", mixed)["totals"]
+    assert totals["unpriced_call_count"] == 2
+    assert totals["cost_usd"] == pytest.approx((3000 * 0.15 + 100 * 0.6) / M)
+    table = run("stats", mixed).stdout
+    assert "Cost:                      ≥$0.0005" in table
+
+
+def test_a_provider_prefixed_model_is_priced_as_the_model(tmp_path):
+    path = _calls(tmp_path, ("s", "openai/gpt-4o", 1000, 100))  # $2.50/$10 per million
+    [row] = run_json("list", path)
+    assert (row["cost_usd"], row["cost_source"]) == (pytest.approx(0.0035), "price_table")
+
+
+def test_a_cost_budget_over_unpriced_calls_fails_as_unpriced(mixed):
+    result = run("stats", mixed, "--max-session-cost", "5", "--json")
+    assert result.exit_code == 3
+    [budget] = json.loads(result.stdout)["budgets"]
+    assert (budget["held"], budget["reason"], budget["unpriced_sessions"]) == (False, "unpriced", 2)
+    assert "budget: session cost cannot be checked: 2 sessions have LLM calls without a price " \
+           "(s-none, s-part)" in result.stderr  # fmt: skip
+    markdown = run("stats", mixed, "--max-session-cost", "5", "--format", "markdown").stdout
+    assert "❌ 1 of 1 budgets not checked (unpriced)" in markdown
+    assert "✅" not in markdown
+
+
+def test_allow_unpriced_checks_the_known_costs(mixed):
+    held = run("stats", mixed, "--max-total-cost", "5", "--allow-unpriced", "--json")
+    assert held.exit_code == 0, held.stderr
+    over = run("stats", mixed, "--max-total-cost", "0.0001", "--allow-unpriced", "--json")
+    assert over.exit_code == 3
+    assert json.loads(over.stdout)["budgets"][0]["reason"] == "exceeded"
+    # a proven breach is reported as one, priced or not
+    breached = run("stats", mixed, "--max-total-cost", "0.0001", "--json")
+    assert json.loads(breached.stdout)["budgets"][0]["reason"] == "exceeded"
+
+
+def test_token_budgets_do_not_depend_on_prices(mixed):
+    assert run("stats", mixed, "--max-session-tokens", "5000").exit_code == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Groups that split sessions
+
+
+def test_by_model_gives_each_call_to_its_own_model():
+    # sess-support-1: gpt-4o one call of 2,400 in / 300 out ($2.50/$10 per million);
+    # gpt-4o-mini four calls, 6,600 in / 560 out ($0.15/$0.60).
+    report = run_json("stats", str(REAL), "--by", "model")
+    groups = {g["group"]: g for g in report["groups"]}
+    assert report["group_unit"] == "llm_call"
+    assert groups["gpt-4o"]["cost_usd"] == pytest.approx((2400 * 2.5 + 300 * 10) / M)
+    assert groups["gpt-4o"]["llm_calls"] == 1
+    assert groups["gpt-4o"]["total_tokens"] == 2700
+    assert groups["gpt-4o-mini"]["cost_usd"] == pytest.approx((6600 * 0.15 + 560 * 0.6) / M)
+    assert groups["gpt-4o-mini"]["traces"] == 3
+    assert groups["gpt-4o-mini"]["sessions"] == 1
+    assert groups["acme-local-7b"]["cost_usd"] is None
+    assert run_json("stats", str(REAL), "--by", "user")["group_unit"] == "session"
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in FIXTURES.glob("*.jsonl*")))
+@pytest.mark.parametrize("by", ["model", "provider"])
+def test_split_groups_add_up_to_the_totals_on_every_fixture(path, by):
+    report = run_json("stats", str(FIXTURES / path), "--by", by)
+    totals, groups = report["totals"], report["groups"]
+    for field, total in (("llm_calls", "llm_calls"), ("total_tokens", "total_tokens"),
+                         ("unpriced_call_count", "unpriced_call_count")):  # fmt: skip
+        assert sum(g[field] for g in groups) == totals[total], field
+    known = [g["cost_usd"] for g in groups if g["cost_usd"] is not None]
+    assert sum(known) == pytest.approx(totals["cost_usd"], rel=1e-12, abs=1e-15)

@@ -333,6 +333,7 @@ def list_command(
     rows = query.sort_rows(
         rows, sort_keys[sort_name], descending=not ascending, id_column=id_column, limit=limit
     )
+    _note_unpriced(rows)
     _emit(rows, fields, kind=kind, fmt=fmt, columns=columns, zone=zone, empty_note=empty_note)
 
 
@@ -363,6 +364,7 @@ def show_command(session_id, paths, strict, session_keys, price_file, cost_mode,
     found = query.resolve_id(model.sessions.get_column("session_id"), session_id)
     one = timeline.session(model, found)
     session, traces = one.row, one.traces
+    _note_unpriced(session)
     if fmt == "json":
         fields = _columns(columns, TRACE_FIELDS) or TRACE_FIELDS
         document = {"session": render.to_records(session.select(SESSION_FIELDS))[0],
@@ -427,6 +429,7 @@ def timeline_command(
     )
     found = query.resolve_id(model.sessions.get_column("session_id"), session_id)
     one = timeline.session(model, found)
+    _note_unpriced(one.row)
     rows = timeline.events(model, one, spans=spans or depth is not None, depth=depth)
     session = one.row.row(0, named=True)
     if limit is not None and limit < len(rows):
@@ -453,7 +456,7 @@ def timeline_command(
             f"{first} → {last}",
             humanise.duration(session["duration_ms"]),
             f"{session['trace_count']:,} trace{'' if session['trace_count'] == 1 else 's'}",
-            humanise.money(session["cost_usd"]),
+            humanise.money(session["cost_usd"], unpriced=session["unpriced_call_count"]),
         )
         if part
     )
@@ -524,6 +527,15 @@ def budget_options(command):
             "empty input fails (exit 1): nothing read is not a pass.",
         )
     )
+    decorators.append(
+        click.option(
+            "--allow-unpriced",
+            is_flag=True,
+            help="Check cost budgets against the known costs when some LLM calls have no "
+            "price. By default such a budget fails (exit 3, reason unpriced): their cost is "
+            "not known.",
+        )
+    )
     return _stacked(decorators, command)
 
 
@@ -565,9 +577,11 @@ BUDGETS = {
     "--by",
     type=_StatsValue("field", "check_grouping"),
     metavar="FIELD",
-    help="Also total per group: user, model, name, tag, day, week, month or meta:KEY. A session "
-    "with several users, models or tags counts in each of their groups. Days, weeks (ISO) and "
-    "months are of the session's start, in --tz (default UTC).",
+    help="Also total per group: user, model, provider, name, tag, day, week, month or meta:KEY. "
+    "By model or provider each LLM call counts for its own group, so the rows add up to the "
+    "totals; by the others a session counts whole, in each of its groups (several users or "
+    "tags: several groups). Days, weeks (ISO) and months are of the session's start, in --tz "
+    "(default UTC).",
 )
 @budget_options
 @output_options
@@ -595,7 +609,7 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
     from sessions_cli.query import stats
 
     limits = {name: options.pop(name) for name in BUDGETS}
-    allow_empty = options.pop("allow_empty")
+    allow_empty, allow_unpriced = options.pop("allow_empty"), options.pop("allow_unpriced")
     zone = _zone(tz)
     filters = _filters(options, zone)
     model = _load(
@@ -609,10 +623,11 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
     sessions = query.filter_sessions(model.sessions, filters)
     if sessions.is_empty():
         click.echo("sessions: no sessions match", err=True)
+    _note_unpriced(sessions)
     totals = stats.totals(sessions, query.filter_orphans(model.orphans, filters))
     dist = stats.distributions(sessions)
     groups = stats.groups(sessions, by, zone=zone) if by else None
-    budgets = stats.check_budgets(sessions, limits)
+    budgets = stats.check_budgets(sessions, limits, allow_unpriced=allow_unpriced)
     if fmt == "json":
         text = render_stats.as_json(totals, dist, by, groups, budgets)
     elif fmt == "table":
@@ -702,6 +717,35 @@ def _store(paths, *, strict, session_keys):
     _TIMINGS["of which spilling"] = store.spill_seconds
     click.get_current_context().call_on_close(store.close)
     return store, report
+
+
+def _note_unpriced(rows) -> None:
+    """One stderr line naming the models of these rows' calls that have no price (their cost
+    is unknown), and how to give one."""
+    from sessions_cli.query import stats
+
+    unpriced = stats.unpriced_models(rows)
+    if not unpriced:
+        return
+    calls = sum(n for _, n in unpriced)
+    shown = [f"{model or '(no model named)'} ({n:,})" for model, n in unpriced[:5]]
+    if len(unpriced) > 5:
+        shown.append(f"{len(unpriced) - 5:,} more models")
+    named = next((m for m, _ in unpriced if m), None)
+    fix = (
+        f'; give prices with --prices FILE: {{"{named}": {{"input_per_mtok": 0.15, '
+        '"output_per_mtok": 0.6}}'
+        if named
+        else "; a call that names no model can only be priced by a cost attribute"
+    )
+    _warn(
+        [
+            f"{calls:,} LLM call{' has' if calls == 1 else 's have'} tokens but no price, so "
+            f"{'its' if calls == 1 else 'their'} cost is unknown (a cost shows ? or a lower "
+            f"bound ≥$): {', '.join(shown)}{fix}"
+        ],
+        empty=False,
+    )
 
 
 def _warn_read(store, report, notices=()) -> None:
@@ -861,8 +905,15 @@ def _emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) 
     if rows.is_empty():
         click.echo(f"sessions: {empty_note}", err=True)
     width = _table_width() if fmt == "table" else None
+    unpriced = rows.get_column("unpriced_call_count") if "unpriced_call_count" in rows else None
     for piece in render.pieces(
-        rows.select(wanted), fmt, tz=zone, width=width, seconds=seconds, raw_csv=_raw_csv()
+        rows.select(wanted),
+        fmt,
+        tz=zone,
+        width=width,
+        seconds=seconds,
+        raw_csv=_raw_csv(),
+        unpriced=unpriced,
     ):
         _out(piece)
 

@@ -215,7 +215,12 @@ def _cache_file() -> Path | None:
     base = os.environ.get("SESSIONS_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sessions"
     )
-    return Path(base) / f"rates-genai-prices-{release}.json"
+    return Path(base) / f"rates-v{_LOOKUP_VERSION}-genai-prices-{release}.json"
+
+
+# Bumped when the way a model name is looked up changes, so that rates cached by an earlier
+# lookup (a name it could not price, say) are not reused.
+_LOOKUP_VERSION = 2
 
 
 @cache
@@ -249,12 +254,19 @@ def _genai_price(model: str, provider: str | None, inp: int, out: int) -> float 
 
 
 def _calculation(model: str, provider: str | None, inp: int, out: int):
+    """genai-prices' price of one call: by model and provider, then by model alone; a gateway
+    name such as `openai/gpt-4o` (LiteLLM, OpenRouter, the Vercel AI gateway) is then tried
+    as provider `openai`, model `gpt-4o`."""
     from genai_prices import Usage, calc_price
 
     usage = Usage(input_tokens=inp, output_tokens=out)
-    for provider_id in [provider, None] if provider else [None]:
+    tries = [(model, provider), (model, None)] if provider else [(model, None)]
+    prefix, _, rest = model.partition("/")
+    if prefix and rest:
+        tries += [(rest, prefix), (rest, provider), (rest, None)]
+    for model_ref, provider_id in dict.fromkeys(tries):
         try:
-            return calc_price(usage, model_ref=model, provider_id=provider_id)
+            return calc_price(usage, model_ref=model_ref, provider_id=provider_id)
         except LookupError:
             continue
     return None

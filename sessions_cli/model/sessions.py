@@ -36,6 +36,13 @@ ORPHAN_FIELDS = [*TRACE_FIELDS[:2], "user_id", *TRACE_FIELDS[2:]]
 
 _USAGE = ("input_tokens", "output_tokens", "total_tokens", "cost_usd")
 _TOKENS = ("input_tokens", "output_tokens", "total_tokens")
+# An LLM call that used tokens but has no cost: its cost is unknown, not $0 (contract §3). A
+# call of zero tokens costs nothing at any per-token price.
+UNPRICED_CALL = (
+    pl.col("is_llm_call")
+    & pl.col("call_cost_usd").is_null()
+    & pl.any_horizontal((pl.col(c) > 0).fill_null(False) for c in _TOKENS)
+)
 
 
 @dataclass(frozen=True)
@@ -307,9 +314,7 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
         pricing.exact(pl.col("call_cost_usd").filter(llm)).sum().alias("cost_exact"),
         (pl.col("call_cost_source") == "attribute").sum().alias("attribute_priced"),
         (pl.col("call_cost_source") == "price_table").sum().alias("table_priced"),
-        (llm & pl.col("call_cost_usd").is_null() & pl.col("total_tokens").is_not_null())
-        .sum()
-        .alias("unpriced_call_count"),
+        UNPRICED_CALL.sum().alias("unpriced_call_count"),
         is_error.sum().alias("error_count"),
         pl.col("is_root").any().alias("has_root"),
         (pl.col("is_root") & is_error).any().alias("root_failed"),
@@ -322,6 +327,7 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
         first("trace_name").alias("named"),
         text("name").filter(pl.col("is_root")).drop_nulls().first().alias("root_name"),
     )
+    traces = traces.join(_calls_by_model(spans), on="trace_id", how="left")
     failed = pl.when(pl.col("has_root")).then("root_failed").otherwise(pl.col("error_count") > 0)
     # Not sorted here: the TraceStore puts traces in start order as it hands them out.
     return traces.with_columns(
@@ -329,9 +335,64 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
         _duration_ms().alias("duration_ms"),
-        pl.col("cost_exact").cast(pl.Float64).alias("cost_usd"),
+        _known_cost().alias("cost_usd"),
         pl.when(failed).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
     ).drop("first_name", "named", "root_name", "has_root", "root_failed")  # written to disk
+
+
+# Per (model, provider), what a trace's or session's LLM calls used: `stats --by model` and
+# `--by provider` give each call's tokens and cost to its own model, so the groups add up.
+_CALL_SUMS = ("llm_call_count", *_TOKENS, "cost_exact", "priced", "unpriced_call_count")
+
+
+def _calls_by_model(spans: pl.DataFrame) -> pl.DataFrame:
+    """trace_id, and `calls_by_model`: a list of one struct per (model, provider) of its calls."""
+    llm, counted = pl.col("is_llm_call"), pl.col("counted")
+    per_model = (
+        spans.filter(llm)
+        .group_by("trace_id", pl.col("model").cast(pl.String), pl.col("provider").cast(pl.String))
+        .agg(
+            pl.len().cast(pl.UInt32).alias("llm_call_count"),
+            *(pl.col(c).filter(counted).sum().alias(c) for c in _TOKENS),
+            pricing.exact(pl.col("call_cost_usd")).sum().alias("cost_exact"),
+            pl.col("call_cost_source").is_not_null().sum().alias("priced"),
+            UNPRICED_CALL.sum().alias("unpriced_call_count"),
+        )
+    )
+    return per_model.group_by("trace_id").agg(_in_model_order(*_CALL_SUMS))
+
+
+def _in_model_order(*sums: str) -> pl.Expr:
+    """The per-model structs of a group, by model then provider (the same whatever the order
+    the rows came in)."""
+    return (
+        pl.struct("model", "provider", *sums)
+        .sort_by("model", "provider", nulls_last=True)
+        .alias("calls_by_model")
+    )
+
+
+def _sessions_by_model(traces: pl.DataFrame) -> pl.DataFrame:
+    """session_id, and `calls_by_model` summed over its traces, with how many of its traces
+    have calls of the model (`model_traces`) and of the provider (`provider_traces`), so that
+    a trace is counted once per model or provider whatever the pairs."""
+    calls = (
+        traces.select("session_id", "trace_id", "calls_by_model")
+        .explode("calls_by_model")
+        .drop_nulls("calls_by_model")
+        .unnest("calls_by_model")
+    )
+    traces_with = pl.col("trace_id").n_unique()
+    return (
+        calls.with_columns(
+            traces_with.over("session_id", "model").alias("model_traces"),
+            traces_with.over("session_id", "provider").alias("provider_traces"),
+        )
+        .group_by("session_id", "model", "provider")
+        .agg(pl.first("model_traces", "provider_traces"), *(pl.col(c).sum() for c in _CALL_SUMS))
+        .group_by("session_id")
+        .agg(_in_model_order("model_traces", "provider_traces", *_CALL_SUMS))
+    )
 
 
 def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
@@ -358,7 +419,7 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
         _duration_ms().alias("duration_ms"),
-        pl.col("cost_exact").cast(pl.Float64).alias("cost_usd"),
+        _known_cost().alias("cost_usd"),
         pl.when(attribute & table)
         .then(pl.lit("mixed"))
         .when(attribute)
@@ -368,10 +429,12 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.lit("none"))
         .alias("cost_source"),
     )
-    sessions = sessions.join(
-        _session_metadata(spans), on="session_id", how="left", maintain_order="left"
-    ).with_columns(pl.col("metadata").fill_null(pl.lit([], spans.schema["metadata"])))
-    return sessions.select(SESSION_FIELDS)
+    sessions = (
+        sessions.join(_session_metadata(spans), on="session_id", how="left", maintain_order="left")
+        .with_columns(pl.col("metadata").fill_null(pl.lit([], spans.schema["metadata"])))
+        .join(_sessions_by_model(in_session), on="session_id", how="left", maintain_order="left")
+    )
+    return sessions.select(*SESSION_FIELDS, "calls_by_model")
 
 
 def _session_metadata(spans: pl.DataFrame) -> pl.DataFrame:
@@ -397,6 +460,15 @@ def _session_metadata(spans: pl.DataFrame) -> pl.DataFrame:
 def _union(lists: pl.Expr) -> pl.Expr:
     """The sorted distinct values of a list column, across the rows of a group."""
     return lists.list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort()
+
+
+def _known_cost() -> pl.Expr:
+    """The sum of the known costs; null (unknown, not $0) when there are LLM calls with tokens
+    and none of them is priced. With some priced and some not, the sum is a lower bound, and
+    `unpriced_call_count` says so."""
+    priced = pl.col("attribute_priced") + pl.col("table_priced")
+    unknown = (priced == 0) & (pl.col("unpriced_call_count") > 0)
+    return pl.when(~unknown).then(pl.col("cost_exact").cast(pl.Float64))
 
 
 def _duration_ms() -> pl.Expr:

@@ -132,8 +132,10 @@ def _text_cells(row: dict, glyphs: Glyphs) -> list[str]:
     name = humanise.plain(row["name"] or "")
     tokens_in, tokens_out, cost = row["input_tokens"], row["output_tokens"], row["cost_usd"]
     tokens = f"{tokens_in or 0:,}{glyphs.to}{tokens_out or 0:,}" if tokens_in or tokens_out else ""
-    if not tokens and not cost:
-        cost = None  # no LLM call of its own: blank rather than a row of zeros
+    unpriced = row.get("unpriced_call_count") or 0
+    shown = humanise.money(cost, unpriced=unpriced) if cost is not None or unpriced else ""
+    if not tokens and not cost and not unpriced:
+        shown = ""  # no LLM call of its own: blank rather than a row of zeros
     return [
         humanise.offset(row["offset_ms"]),
         humanise.duration(row["duration_ms"]) if row["duration_ms"] is not None else "",
@@ -141,7 +143,7 @@ def _text_cells(row: dict, glyphs: Glyphs) -> list[str]:
         {"error": "error", "ok": "ok"}.get(row["status"], ""),
         humanise.plain(row["model"] or ""),
         tokens,
-        humanise.money(cost) if cost is not None else "",
+        shown,
     ]
 
 

@@ -28,7 +28,13 @@ def plain(text: str) -> str:
     return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def money(usd: float) -> str:
+def money(usd: float | None, *, unpriced: int = 0) -> str:
+    """`$0.0103`; `?` for an unknown cost; `≥$0.0103` when `unpriced` calls are left out of
+    it (a lower bound)."""
+    if usd is None:
+        return "?"
+    if unpriced:
+        return "≥" + money(usd)
     if usd == 0:
         return "$0"
     if abs(usd) < 0.0001:

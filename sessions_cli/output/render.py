@@ -60,15 +60,17 @@ def pieces(
     seconds: bool = False,
     raw_csv: bool = False,
     header: bool = True,
+    unpriced: pl.Series | None = None,
 ) -> Iterator[str]:
     """The text to print for `rows`, in pieces to be written as they come.
 
     Table times show minutes, or seconds with `seconds` (rows minutes apart, such as one
     session's traces). CSV/TSV text cells that a spreadsheet would run as a formula are
     defused with a leading `'`, unless `raw_csv`; `header`: CSV/TSV column names first (not
-    for rows appended to a file that has them)."""
+    for rows appended to a file that has them). `unpriced`: each row's count of unpriced calls,
+    so that a table marks a cost that leaves them out as a lower bound (`≥$0.0103`)."""
     if fmt == "table":
-        yield _table(rows, tz=tz, width=width, seconds=seconds)
+        yield _table(rows, tz=tz, width=width, seconds=seconds, unpriced=unpriced)
     elif fmt == "markdown":
         yield _markdown(rows)
     elif fmt not in FORMATS:
@@ -178,13 +180,24 @@ def _markdown_cell(value) -> str:
     return humanise.plain(value).replace("|", "\\|") if isinstance(value, str) else str(value)
 
 
-def _table(rows: pl.DataFrame, *, tz: tzinfo | None, width: int | None, seconds: bool) -> str:
+def _table(
+    rows: pl.DataFrame,
+    *,
+    tz: tzinfo | None,
+    width: int | None,
+    seconds: bool,
+    unpriced: pl.Series | None = None,
+) -> str:
     if rows.is_empty():
         return ""
     columns = rows.columns
+    left_out = unpriced.to_list() if unpriced is not None else [0] * rows.height
     cells = [
-        [_human(column, value, tz, seconds) for column, value in zip(columns, row, strict=True)]
-        for row in rows.iter_rows()
+        [
+            _human(column, value, tz, seconds, unpriced=n or 0)
+            for column, value in zip(columns, row, strict=True)
+        ]
+        for row, n in zip(rows.iter_rows(), left_out, strict=True)
     ]
     headers = [HEADERS.get(c, c.replace("_", " ").upper()) for c in columns]
     if width:
@@ -196,11 +209,11 @@ def _table(rows: pl.DataFrame, *, tz: tzinfo | None, width: int | None, seconds:
     return tables.simple(headers, cells, align) + "\n"
 
 
-def _human(column: str, value, tz: tzinfo | None, seconds: bool = False) -> str:
+def _human(column: str, value, tz: tzinfo | None, seconds: bool = False, unpriced: int = 0) -> str:
+    if column in _MONEY:  # a null cost is unknown, not blank
+        return humanise.money(value, unpriced=unpriced if column == "cost_usd" else 0)
     if value is None:
         return ""
-    if column in _MONEY:
-        return humanise.money(value)
     if column in _DURATION:
         return humanise.duration(value)
     if hasattr(value, "astimezone"):
@@ -227,7 +240,8 @@ def summary(record: dict, *, tz: tzinfo | None) -> str:
         return _human(column, record.get(column), tz, seconds=True)
 
     n = record
-    unpriced = f", {n['unpriced_call_count']:,} unpriced calls" if n["unpriced_call_count"] else ""
+    left_out = n["unpriced_call_count"]
+    unpriced = f", {left_out:,} unpriced call{'' if left_out == 1 else 's'}" if left_out else ""
     lines = [
         ("Session", text("session_id")),
         ("Name", text("session_name")),
@@ -241,7 +255,8 @@ def summary(record: dict, *, tz: tzinfo | None) -> str:
         ("LLM calls", text("llm_call_count")),
         ("Tokens", f"{n['total_tokens']:,} ({n['input_tokens']:,} in, "
                    f"{n['output_tokens']:,} out)"),
-        ("Cost", f"{humanise.money(n['cost_usd'])} (source: {n['cost_source']}{unpriced})"),
+        ("Cost", f"{humanise.money(n['cost_usd'], unpriced=n['unpriced_call_count'])} "
+                 f"(source: {n['cost_source']}{unpriced})"),
         ("Models", text("models")),
         ("Tags", text("tags")),
         ("Metadata", text("metadata")),

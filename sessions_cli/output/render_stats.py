@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from sessions_cli.output import humanise, render, tables
-from sessions_cli.query.stats import TOTAL_FIELDS, Budget
+from sessions_cli.query.stats import SPLIT_GROUPINGS, TOTAL_FIELDS, Budget
 
 # How each distributed metric reads in a table.
 _METRIC_LABELS = {
@@ -19,10 +19,26 @@ _TOTAL_LABELS = {
     "sessions": "Sessions", "traces": "Traces", "spans": "Spans", "llm_calls": "LLM calls",
     "input_tokens": "Input tokens", "output_tokens": "Output tokens",
     "total_tokens": "Total tokens", "cost_usd": "Cost",
+    "unpriced_call_count": "Unpriced LLM calls",
     "sessions_with_errors": "Sessions with errors",
     "traces_without_session": "Traces without a session",
 }  # fmt: skip
 _PERCENTILE_NOTE = "percentiles interpolate linearly between ranks"
+_RESULTS = {None: "held", "exceeded": "EXCEEDED", "unpriced": "UNPRICED"}
+
+
+def group_unit(by: str) -> str:
+    """What one group row counts: LLM calls (model, provider) or whole sessions."""
+    return "llm_call" if by in SPLIT_GROUPINGS else "session"
+
+
+def _group_note(by: str) -> str:
+    if group_unit(by) == "llm_call":
+        return f"each LLM call counts for its own {by}, so the rows add up to the totals"
+    return (
+        f"whole sessions; a session with several values of {by} counts in each, so the rows "
+        "can add up to more than the totals"
+    )
 
 
 def as_json(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets) -> str:
@@ -31,6 +47,7 @@ def as_json(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets) -
             "totals": totals,
             "distributions": dist,
             "by": by,
+            "group_unit": group_unit(by) if by else None,
             "groups": groups if groups is not None else [],
             "budgets": [b.as_dict() for b in budgets],
         }
@@ -42,7 +59,7 @@ def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, 
     label_width = max(len(label) for label in _TOTAL_LABELS.values())
     parts.append(
         "".join(
-            f"{_TOTAL_LABELS[k] + ':':<{label_width + 1}}  {_total(k, totals[k])}\n"
+            f"{_TOTAL_LABELS[k] + ':':<{label_width + 1}}  {_total(k, totals)}\n"
             for k in TOTAL_FIELDS
         )
     )
@@ -55,10 +72,18 @@ def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, 
         )
         + "\n"
     )
-    if groups is not None:
+    if groups is not None and by:
         # The group column is headed by what it groups: USER, MODEL, META:PLAN, ...
         shown = groups.with_columns(pl.col("group").fill_null("(none)")).rename({"group": by})
-        parts.append(f"By {by}:\n" + render.render(shown, "table", width=width))
+        parts.append(
+            f"By {by} ({_group_note(by)}):\n"
+            + render.render(
+                shown,
+                "table",
+                width=width,
+                unpriced=groups.get_column("unpriced_call_count"),
+            )
+        )
     if budgets:
         parts.append(
             "Budgets:\n"
@@ -74,35 +99,40 @@ def as_markdown(totals: dict, dist: pl.DataFrame, by: str | None, groups, budget
     def table(headers, rows) -> str:
         return tables.github(headers, rows, tables.first_left(len(headers))) + "\n"
 
-    broken = [b for b in budgets if not b.held]
     verdict = ""
     if budgets:
-        verdict = (
-            f" — ❌ {len(broken)} of {len(budgets)} budgets exceeded"
-            if broken
-            else (" — ✅ all budgets held")
-        )
+        failed = [
+            f"{n} of {len(budgets)} budgets {what}"
+            for reason, what in (("exceeded", "exceeded"), ("unpriced", "not checked (unpriced)"))
+            if (n := sum(b.reason == reason for b in budgets))
+        ]
+        verdict = f" — ❌ {', '.join(failed)}" if failed else " — ✅ all budgets held"
     parts = [
-        f"### Sessions: {totals['sessions']:,} sessions, {humanise.money(totals['cost_usd'])}, "
+        f"### Sessions: {totals['sessions']:,} sessions, {_total('cost_usd', totals)}, "
         f"{totals['total_tokens']:,} tokens{verdict}\n",
-        table(["", "total"], [[_TOTAL_LABELS[k], _total(k, totals[k])] for k in TOTAL_FIELDS]),
+        table(["", "total"], [[_TOTAL_LABELS[k], _total(k, totals)] for k in TOTAL_FIELDS]),
         f"#### Per session\n\n_{_PERCENTILE_NOTE.capitalize()}._\n\n"
         + table(["metric", *dist.columns[1:]], _distribution_cells(dist)),
     ]
-    if groups is not None:
+    if groups is not None and by:
         rows = [
             [humanise.plain(str(g["group"])) if g["group"] is not None else "(none)",
-             f"{g['sessions']:,}", f"{g['traces']:,}", f"{g['total_tokens']:,}",
-             humanise.money(g["cost_usd"]), humanise.money(g["p50_session_cost"]),
+             f"{g['sessions']:,}", f"{g['traces']:,}", f"{g['llm_calls']:,}",
+             f"{g['total_tokens']:,}",
+             humanise.money(g["cost_usd"], unpriced=g["unpriced_call_count"]),
+             f"{g['unpriced_call_count']:,}", humanise.money(g["p50_session_cost"]),
              humanise.money(g["p95_session_cost"])]
             for g in groups.iter_rows(named=True)
         ]  # fmt: skip
-        headers = [by, "sessions", "traces", "tokens", "cost", "p50 session cost",
-                   "p95 session cost"]  # fmt: skip
-        parts.append(f"#### By {by}\n\n" + table(headers, rows))
+        headers = [by, "sessions", "traces", "llm calls", "tokens", "cost", "unpriced calls",
+                   "p50 session cost", "p95 session cost"]  # fmt: skip
+        parts.append(
+            f"#### By {by}\n\n_{_group_note(by).capitalize()}._\n\n" + table(headers, rows)
+        )
     if budgets:
-        cells = [[name, limit, found, "✅ held" if held == "held" else "❌ exceeded"]
-                 for name, limit, found, held in _budget_cells(budgets)]  # fmt: skip
+        marks = {"held": "✅ held", "EXCEEDED": "❌ exceeded", "UNPRICED": "❌ unpriced"}
+        cells = [[name, limit, found, marks[result]]
+                 for name, limit, found, result in _budget_cells(budgets)]  # fmt: skip
         parts.append("#### Budgets\n\n" + table(["budget", "limit", "found", "result"], cells))
     return "\n".join(parts)
 
@@ -114,6 +144,17 @@ def breach_lines(budgets: list[Budget], *, most: int = 50) -> list[str]:
         if budget.held:
             continue
         what = budget.name.removeprefix("max_").replace("_", " ")
+        if budget.reason == "unpriced":
+            count = len(budget.unpriced_sessions)
+            named = ", ".join(humanise.plain(s) for s in budget.unpriced_sessions[:5])
+            more = f" and {count - 5:,} more" if count > 5 else ""
+            lines.append(
+                f"budget: {what} cannot be checked: {count:,} session"
+                f"{' has' if count == 1 else 's have'} LLM calls without a price ({named}{more});"
+                " give prices with --prices FILE, or pass --allow-unpriced to check the known "
+                "costs only"
+            )
+            continue
         if budget.breaches:
             measure = what.removeprefix("session ")
             for session_id, value in budget.breaches[:most]:
@@ -174,7 +215,9 @@ def _budget_cells(budgets: list[Budget]) -> list[list[str]]:
             found += f" ({humanise.plain(b.session_id)})"
         if b.breaches:
             found += f", {len(b.breaches):,} over"
-        rows.append([b.name, _limit(b.name, b.limit), found, "held" if b.held else "EXCEEDED"])
+        if b.unpriced_sessions:
+            found += f", {len(b.unpriced_sessions):,} with unpriced calls"
+        rows.append([b.name, _limit(b.name, b.limit), found, _RESULTS[b.reason]])
     return rows
 
 
@@ -199,5 +242,7 @@ def _distribution_cells(dist: pl.DataFrame) -> list[list[str]]:
     return rows
 
 
-def _total(key: str, value) -> str:
-    return humanise.money(value) if key == "cost_usd" else f"{value:,}"
+def _total(key: str, totals: dict) -> str:
+    if key == "cost_usd":
+        return humanise.money(totals[key], unpriced=totals["unpriced_call_count"])
+    return f"{totals[key]:,}"

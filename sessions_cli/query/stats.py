@@ -7,24 +7,29 @@ default, R type 7, Excel PERCENTILE.INC), so p50 of an even count is the mean of
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import tzinfo
 
 import polars as pl
 
 PERCENTILES = (50, 90, 95, 99)
 DISTRIBUTED = ("cost_usd", "total_tokens", "duration_ms", "trace_count")
-GROUPINGS = ("user", "model", "name", "tag", "day", "week", "month", "meta:KEY")
-GROUP_FIELDS = ["group", "sessions", "traces", "total_tokens", "cost_usd", "p50_session_cost",
-                "p95_session_cost"]  # fmt: skip
+GROUPINGS = ("user", "model", "provider", "name", "tag", "day", "week", "month", "meta:KEY")
+# Groupings that split sessions: each LLM call's tokens and cost go to its own model (or
+# provider), so the group rows add up to the totals. The others group whole sessions.
+SPLIT_GROUPINGS = ("model", "provider")
+GROUP_FIELDS = ["group", "sessions", "traces", "llm_calls", "total_tokens", "cost_usd",
+                "unpriced_call_count", "p50_session_cost", "p95_session_cost"]  # fmt: skip
 TOTAL_FIELDS = [
     "sessions", "traces", "spans", "llm_calls", "input_tokens", "output_tokens", "total_tokens",
-    "cost_usd", "sessions_with_errors", "traces_without_session",
+    "cost_usd", "unpriced_call_count", "sessions_with_errors", "traces_without_session",
 ]  # fmt: skip
 
 
 def totals(sessions: pl.DataFrame, orphans: pl.DataFrame) -> dict:
-    """Sums over the sessions; traces without a session are only counted, never added in."""
+    """Sums over the sessions; traces without a session are only counted, never added in.
+    The cost is the sum of the known costs (a lower bound when `unpriced_call_count` > 0), and
+    unknown (None) when no session's cost is known."""
     sums = sessions.select(
         pl.len().alias("sessions"),
         pl.col("trace_count").sum().alias("traces"),
@@ -33,14 +38,29 @@ def totals(sessions: pl.DataFrame, orphans: pl.DataFrame) -> dict:
         pl.col("input_tokens").sum(),
         pl.col("output_tokens").sum(),
         pl.col("total_tokens").sum(),
-        _exact_sum("cost_usd"),
+        _known_sum(pl.col("cost_usd")).alias("cost_usd"),
+        pl.col("unpriced_call_count").sum(),
         (pl.col("error_count") > 0).sum().alias("sessions_with_errors"),
     ).row(0, named=True)
     return {**sums, "traces_without_session": orphans.height}
 
 
+def unpriced_models(rows: pl.DataFrame) -> list[tuple[str | None, int]]:
+    """(model, calls) of the LLM calls in these sessions or traces that have tokens but no
+    cost, most calls first (None: calls that name no model)."""
+    counts = (
+        rows.select(pl.col("calls_by_model").explode().struct.unnest())
+        .filter(pl.col("unpriced_call_count") > 0)
+        .group_by("model")
+        .agg(pl.col("unpriced_call_count").sum())
+        .sort(["unpriced_call_count", "model"], descending=[True, False], nulls_last=True)
+    )
+    return [(model, int(n)) for model, n in counts.iter_rows()]
+
+
 def distributions(sessions: pl.DataFrame) -> pl.DataFrame:
-    """One row per metric: count, min, mean, percentiles and max of the per-session values."""
+    """One row per metric: count, min, mean, percentiles and max of the per-session values.
+    Sessions whose cost is unknown are not in the cost row (its count says how many are)."""
     rows = []
     for metric in DISTRIBUTED:
         value = pl.col(metric).cast(pl.Float64)
@@ -58,17 +78,32 @@ def distributions(sessions: pl.DataFrame) -> pl.DataFrame:
 
 
 def groups(sessions: pl.DataFrame, by: str, *, zone: tzinfo | None = None) -> pl.DataFrame:
-    """Group totals, most expensive first. A session with several values (models, tags, users)
-    counts in each of its groups, so group totals can add up to more than the overall total."""
-    keyed = sessions.with_columns(_group_key(by, zone).alias("group")).explode("group")
+    """Group totals, most expensive first. By model or provider, each LLM call counts for its
+    own group, so the rows add up to the totals. By any other key a session counts whole, in
+    each of its groups (a session with several users or tags is in several), so those rows
+    can add up to more."""
+    if by in SPLIT_GROUPINGS:
+        per_session = _calls_per_session(sessions, by)
+    else:
+        per_session = sessions.select(
+            "session_id",
+            _group_key(by, zone).alias("group"),
+            "trace_count",
+            pl.col("llm_call_count").alias("llm_calls"),
+            "total_tokens",
+            "cost_usd",
+            "unpriced_call_count",
+        ).explode("group")
     cost = pl.col("cost_usd")
     return (
-        keyed.group_by("group")
+        per_session.group_by("group")
         .agg(
-            pl.len().alias("sessions"),
+            pl.col("session_id").n_unique().alias("sessions"),
             pl.col("trace_count").sum().alias("traces"),
+            pl.col("llm_calls").sum(),
             pl.col("total_tokens").sum(),
-            _exact_sum("cost_usd"),
+            _known_sum(cost).alias("cost_usd"),
+            pl.col("unpriced_call_count").sum(),
             cost.quantile(0.5, "linear").alias("p50_session_cost"),
             cost.quantile(0.95, "linear").alias("p95_session_cost"),
         )
@@ -77,11 +112,35 @@ def groups(sessions: pl.DataFrame, by: str, *, zone: tzinfo | None = None) -> pl
     )
 
 
-def _exact_sum(column: str) -> pl.Expr:
-    """Money summed as an exact decimal, whatever the order of the rows (see pricing.EXACT)."""
+def _calls_per_session(sessions: pl.DataFrame, by: str) -> pl.DataFrame:
+    """One row per (session, model or provider) of its LLM calls, with their sums; the cost of
+    calls none of which is priced is unknown (null)."""
+    calls = (
+        sessions.select("session_id", "calls_by_model")
+        .explode("calls_by_model")
+        .drop_nulls("calls_by_model")
+        .unnest("calls_by_model")
+    )
+    priced, unpriced = pl.col("priced").sum(), pl.col("unpriced_call_count").sum()
+    return calls.group_by("session_id", pl.col(by).alias("group")).agg(
+        pl.col(f"{by}_traces").first().alias("trace_count"),
+        pl.col("llm_call_count").sum().alias("llm_calls"),
+        pl.col("total_tokens").sum(),
+        pl.when((priced > 0) | (unpriced == 0))
+        .then(pl.col("cost_exact").sum())
+        .cast(pl.Float64)
+        .alias("cost_usd"),
+        unpriced.alias("unpriced_call_count"),
+    )
+
+
+def _known_sum(money: pl.Expr) -> pl.Expr:
+    """Money summed as an exact decimal whatever the order of the rows (see pricing.EXACT),
+    over the known values; null when there are values and none is known."""
     from sessions_cli.model.pricing import exact
 
-    return exact(pl.col(column)).sum().cast(pl.Float64).alias(column)
+    some_known = (money.count() > 0) | (money.len() == 0)
+    return pl.when(some_known).then(exact(money).sum().cast(pl.Float64))
 
 
 def check_grouping(by: str) -> str:
@@ -131,16 +190,26 @@ def _group_key(by: str, zone: tzinfo | None) -> pl.Expr:
 class Budget:
     name: str  # the option without dashes, snake_case: max_session_cost
     limit: float
-    value: float | None  # the total, or the worst session's value
-    held: bool
+    value: float | None  # the total, or the worst session's value (of known costs)
+    # None: held; "exceeded": over the limit; "unpriced": a cost that cannot be checked, since
+    # some LLM calls in scope have no price
+    reason: str | None = None
     session_id: str | None = None  # the worst session, for per-session budgets
     breaches: tuple[tuple[str, float], ...] = ()  # (session id, value) over the limit
+    unpriced_sessions: tuple[str, ...] = ()  # sessions with unpriced calls, for cost budgets
+
+    @property
+    def held(self) -> bool:
+        return self.reason is None
 
     def as_dict(self) -> dict:
-        out = {"budget": self.name, "limit": self.limit, "value": self.value, "held": self.held}
+        out = {"budget": self.name, "limit": self.limit, "value": self.value, "held": self.held,
+               "reason": self.reason}  # fmt: skip
         if self.name.startswith("max_session_"):
             out["session_id"] = self.session_id
             out["breaching_sessions"] = len(self.breaches)
+        if self.name in COST_BUDGETS:
+            out["unpriced_sessions"] = len(self.unpriced_sessions)
         return out
 
 
@@ -150,48 +219,64 @@ SESSION_BUDGETS = {
     "max_session_tokens": "total_tokens",
     "max_session_duration": "duration_ms",
 }
+COST_BUDGETS = ("max_session_cost", "max_total_cost")
 # Comparisons of money allow for float summation noise far below a billionth of a dollar:
 # 0.1 + 0.2 must not break a $0.30 budget.
 _MONEY_DECIMALS = 10
 
 
-def check_budgets(sessions: pl.DataFrame, limits: dict[str, float]) -> list[Budget]:
-    """Evaluate every budget given (None: not given). A value equal to its limit holds."""
+def check_budgets(
+    sessions: pl.DataFrame, limits: dict[str, float | None], *, allow_unpriced: bool = False
+) -> list[Budget]:
+    """Evaluate every budget given (None: not given). A value equal to its limit holds. A cost
+    budget over sessions with unpriced calls fails as "unpriced" (their cost is not known),
+    unless `allow_unpriced`, when the known costs are checked; a proven breach is "exceeded"
+    either way."""
+    unpriced = tuple(
+        sessions.filter(pl.col("unpriced_call_count") > 0).get_column("session_id").sort().to_list()
+    )
     out = []
     for name, limit in limits.items():
         if limit is None:
             continue
-        if name in SESSION_BUDGETS:
-            column = SESSION_BUDGETS[name]
-            value = pl.col(column)
-            if column == "cost_usd":
-                value = value.round(_MONEY_DECIMALS)
-            over = (
-                sessions.select("session_id", value.alias("value"))
-                .filter(pl.col("value") > limit)
-                .sort(["value", "session_id"], descending=[True, False])
-            )
-            worst = sessions.select("session_id", value.alias("value")).sort(
-                ["value", "session_id"], descending=[True, False], nulls_last=True
-            )
-            top = worst.row(0) if worst.height else (None, None)
-            out.append(
-                Budget(name, limit, top[1], over.is_empty(), top[0], tuple(over.iter_rows()))
-            )
-        elif name == "max_total_cost":
-            total = round(sessions.select(_exact_sum("cost_usd")).item() or 0.0, _MONEY_DECIMALS)
-            out.append(Budget(name, limit, total, total <= limit))
-        elif name == "max_total_tokens":
-            total = int(sessions.get_column("total_tokens").sum())
-            out.append(Budget(name, limit, total, total <= limit))
-        elif name == "max_error_rate":
-            traces = int(sessions.get_column("trace_count").sum())
-            failed = int(sessions.get_column("failed_trace_count").sum())
-            rate = failed / traces if traces else 0.0
-            out.append(Budget(name, limit, rate, rate <= limit))
-        else:  # pragma: no cover - the CLI only passes the names above
-            raise ValueError(name)
+        budget = _check(sessions, name, limit)
+        if name in COST_BUDGETS and unpriced:
+            reason = budget.reason or (None if allow_unpriced else "unpriced")
+            budget = replace(budget, reason=reason, unpriced_sessions=unpriced)
+        out.append(budget)
     return out
+
+
+def _check(sessions: pl.DataFrame, name: str, limit: float) -> Budget:
+    def verdict(over: bool) -> str | None:
+        return "exceeded" if over else None
+
+    if name in SESSION_BUDGETS:
+        column = SESSION_BUDGETS[name]
+        value = pl.col(column)
+        if column == "cost_usd":
+            value = value.round(_MONEY_DECIMALS)
+        values = sessions.select("session_id", value.alias("value"))
+        over = values.filter(pl.col("value") > limit).sort(
+            ["value", "session_id"], descending=[True, False]
+        )
+        worst = values.sort(["value", "session_id"], descending=[True, False], nulls_last=True)
+        top = worst.row(0) if worst.height else (None, None)
+        return Budget(name, limit, top[1], verdict(not over.is_empty()), top[0],
+                      tuple(over.iter_rows()))  # fmt: skip
+    if name == "max_total_cost":
+        total = sessions.select(_known_sum(pl.col("cost_usd"))).item()
+        total = None if total is None else round(total, _MONEY_DECIMALS)
+        return Budget(name, limit, total, verdict(total is not None and total > limit))
+    if name == "max_total_tokens":
+        tokens = int(sessions.get_column("total_tokens").sum())
+        return Budget(name, limit, tokens, verdict(tokens > limit))
+    if name == "max_error_rate":
+        traces = int(sessions.get_column("trace_count").sum())
+        failed = int(sessions.get_column("failed_trace_count").sum())
+        rate = failed / traces if traces else 0.0
+        return Budget(name, limit, rate, verdict(rate > limit))
+    raise ValueError(name)  # pragma: no cover - the CLI only passes the names above
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

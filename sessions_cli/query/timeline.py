@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from sessions_cli.model.sessions import Model
+from sessions_cli.model.sessions import UNPRICED_CALL, Model
 
 EVENT_FIELDS = [
     "kind", "trace_id", "span_id", "parent_span_id", "depth", "name", "start", "end",
@@ -66,6 +66,7 @@ def events(
         "input_tokens",
         "output_tokens",
         "cost_usd",
+        "unpriced_call_count",
         pl.int_range(pl.len()).alias("trace_order"),
         pl.lit(-1, pl.Int64).alias("span_order"),
     )
@@ -80,7 +81,7 @@ def events(
         pl.from_epoch("end_ns", time_unit="ns").dt.replace_time_zone("UTC").alias("end"),
         ((pl.col("start_ns") - origin) / 1e6).round(6).alias("offset_ms"),
         ((pl.col("end_ns") - pl.col("start_ns")) / 1e6).round(6).alias("duration_ms"),
-    ).select(*EVENT_FIELDS, "start_ns", "end_ns")
+    ).select(*EVENT_FIELDS, "start_ns", "end_ns", "unpriced_call_count")
 
 
 def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
@@ -118,6 +119,8 @@ def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
         pl.when(own_usage).then("input_tokens").alias("input_tokens"),
         pl.when(own_usage).then("output_tokens").alias("output_tokens"),
         pl.col("call_cost_usd").alias("cost_usd"),
+        # 1 for an LLM call with tokens but no price, so that a drawing shows it as unknown
+        UNPRICED_CALL.cast(pl.UInt32).alias("unpriced_call_count"),
         "trace_order",
         "span_order",
     )
