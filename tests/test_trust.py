@@ -194,3 +194,112 @@ def test_split_groups_add_up_to_the_totals_on_every_fixture(path, by):
         assert sum(g[field] for g in groups) == totals[total], field
     known = [g["cost_usd"] for g in groups if g["cost_usd"] is not None]
     assert sum(known) == pytest.approx(totals["cost_usd"], rel=1e-12, abs=1e-15)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flat span records get the same checks as OTLP; sums never wrap; the same bytes, the same spans
+
+TRACE = "0123456789abcdef0123456789abcdef"
+
+
+def _records(tmp_path, name: str, *records: dict) -> str:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def _record(n: int, **fields) -> dict:
+    return {"trace_id": f"{n:032x}", "span_id": f"{n:016x}", "session_id": "s",
+            "start_time_unix_nano": 1_790_000_000_000_000_000 + n,
+            "end_time_unix_nano": 1_790_000_000_000_000_100 + n, **fields}  # fmt: skip
+
+
+def test_a_negative_cost_in_a_record_is_ignored_with_a_warning(tmp_path):
+    path = _records(tmp_path, "r.jsonl",
+                    _record(1, input_tokens=10, cost_usd=-99.5, model="home-brew"),
+                    _record(2, input_tokens=10, cost_usd=0.5))  # fmt: skip
+    result = run("stats", path, "--max-session-cost", "0.5", "--allow-unpriced", "--json")
+    assert f"{path}: 1 token count or cost that is not a non-negative number" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["totals"]["cost_usd"] == 0.5  # not 0.5 - 99.5 = -99
+    assert report["totals"]["unpriced_call_count"] == 1
+    assert result.exit_code == 0  # 0.5 is the limit: it holds
+
+
+@pytest.mark.parametrize("bad", [-3, "NaN", 12.5, "1e30", 2**63])
+def test_bad_token_counts_in_csv_and_jsonl_are_ignored(tmp_path, bad):
+    csv_path = tmp_path / "r.csv"
+    csv_path.write_text(f"trace_id,span_id,session_id,input_tokens,output_tokens\n"
+                        f"{TRACE},0123456789abcdef,s,{bad},7\n")  # fmt: skip
+    jsonl = _records(tmp_path, "r.jsonl", _record(1, input_tokens=bad, output_tokens=7))
+    for path in (str(csv_path), jsonl):
+        result = run("list", path, "--json")
+        [row] = json.loads(result.stdout)
+        assert (row["input_tokens"], row["total_tokens"]) == (0, 7), path
+        assert "not a non-negative number" in result.stderr
+
+
+def test_a_missing_total_is_input_plus_output_so_token_budgets_trip(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text(f"trace_id,span_id,session_id,input_tokens,output_tokens\n"
+                    f"{TRACE},0123456789abcdef,s,900,200\n")  # fmt: skip
+    [row] = run_json("list", str(path))
+    assert row["total_tokens"] == 1100
+    assert run("stats", str(path), "--max-session-tokens", "1000").exit_code == 3
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "duration_ms"),
+    [("2026-11-26T08:48:07.25Z", "2026-11-26T08:48:08.75Z", 1500.0),
+     ("2026-11-26T10:48:07+02:00", "2026-11-26T08:48:08Z", 1000.0),
+     ("2026-11-26 08:48:07", "2026-11-26T08:48:07.000000001", 1e-6)],
+)  # fmt: skip
+def test_iso_times_work_in_jsonl_and_csv(tmp_path, start, end, duration_ms):
+    record = {"trace_id": TRACE, "span_id": "0123456789abcdef", "session_id": "s",
+              "start": start, "end": end}  # fmt: skip
+    jsonl = _records(tmp_path, "r.jsonl", record)
+    csv_path = tmp_path / "r.csv"
+    csv_path.write_text(f"trace_id,span_id,session_id,start,end\n"
+                        f"{TRACE},0123456789abcdef,s,{start},{end}\n")  # fmt: skip
+    for path in (jsonl, str(csv_path)):
+        [row] = run_json("list", path)
+        assert row["duration_ms"] == duration_ms, path
+        assert row["start"].startswith("2026-11-26T08:48:07"), path
+
+
+def test_record_status_text_in_any_case_is_read_not_a_crash(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text(f"trace_id,span_id,name,status\n{TRACE},0123456789abcdef,x,ERROR\n"
+                    f"{TRACE},0123456789abcdee,y,Ok\n")  # fmt: skip
+    [row] = run_json("list", "--orphans", str(path))
+    assert (row["status"], row["span_count"]) == ("error", 2)
+
+
+def test_token_sums_never_wrap(tmp_path):
+    most = 2**62 - 1  # the largest count a span may carry
+    path = _records(tmp_path, "r.jsonl", *(_record(n, input_tokens=most) for n in (1, 2, 3)))
+    [row] = run_json("list", path)
+    assert row["input_tokens"] == 3 * most  # past 2^63: 64-bit sums would be negative
+    totals = run_json("stats", path)["totals"]
+    assert totals["total_tokens"] == 3 * most
+    result = run("stats", path, "--max-total-tokens", str(2**63))
+    assert result.exit_code == 3
+    assert f"budget: total tokens {3 * most:,} > {2**63:,}" in result.stderr
+
+
+def test_a_repeated_key_resolves_first_whatever_else_is_in_the_batch(tmp_path):
+    # The same span, its input token value given twice in one JSON object; in the second file
+    # an unrelated malformed line sends the batch down the line-by-line path.
+    line = (
+        f'{{"resourceSpans": [{{"scopeSpans": [{{"spans": [{{"traceId": "{TRACE}", "spanId": '
+        '"0123456789abcdef", "startTimeUnixNano": "1790000000000000000", "endTimeUnixNano": '
+        '"1790000000000000001", "attributes": [{"key": "session.id", "value": {"stringValue": '
+        '"s"}}, {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "20", '
+        '"intValue": "1000000"}}]}]}]}]}\n'
+    )
+    clean, noisy = tmp_path / "clean.jsonl", tmp_path / "noisy.jsonl"
+    clean.write_text(line)
+    noisy.write_text(line + '{"resourceSpans": [\n')
+    for path in (clean, noisy):
+        [row] = run_json("list", str(path))
+        assert row["input_tokens"] == 20, path

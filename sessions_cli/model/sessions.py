@@ -310,7 +310,7 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
         pl.len().alias("span_count"),
         text("name").get(pl.col("start_time_unix_nano").arg_min()).alias("first_name"),
         llm.sum().alias("llm_call_count"),
-        *(pl.col(c).filter(counted).sum().alias(c) for c in _TOKENS),
+        *(_token_sum(pl.col(c).filter(counted)).alias(c) for c in _TOKENS),
         pricing.exact(pl.col("call_cost_usd").filter(llm)).sum().alias("cost_exact"),
         (pl.col("call_cost_source") == "attribute").sum().alias("attribute_priced"),
         (pl.col("call_cost_source") == "price_table").sum().alias("table_priced"),
@@ -353,7 +353,7 @@ def _calls_by_model(spans: pl.DataFrame) -> pl.DataFrame:
         .group_by("trace_id", pl.col("model").cast(pl.String), pl.col("provider").cast(pl.String))
         .agg(
             pl.len().cast(pl.UInt32).alias("llm_call_count"),
-            *(pl.col(c).filter(counted).sum().alias(c) for c in _TOKENS),
+            *(_token_sum(pl.col(c).filter(counted)).alias(c) for c in _TOKENS),
             pricing.exact(pl.col("call_cost_usd")).sum().alias("cost_exact"),
             pl.col("call_cost_source").is_not_null().sum().alias("priced"),
             UNPRICED_CALL.sum().alias("unpriced_call_count"),
@@ -460,6 +460,12 @@ def _session_metadata(spans: pl.DataFrame) -> pl.DataFrame:
 def _union(lists: pl.Expr) -> pl.Expr:
     """The sorted distinct values of a list column, across the rows of a group."""
     return lists.list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique().sort()
+
+
+def _token_sum(tokens: pl.Expr) -> pl.Expr:
+    """A sum of token counts that cannot wrap: each count is below 2^62 (read/otlp.py), and
+    128 bits hold more of them than any export has spans."""
+    return tokens.cast(pl.Int128).sum()
 
 
 def _known_cost() -> pl.Expr:

@@ -204,7 +204,7 @@ def _measure(name: str, value) -> str:
         return humanise.duration(value)
     if name.endswith("rate"):
         return f"{value:.2%}".replace(".00%", "%")
-    return f"{value:,.0f}"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.0f}"
 
 
 def _budget_cells(budgets: list[Budget]) -> list[list[str]]:

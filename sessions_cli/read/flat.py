@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
 
 from sessions_cli.errors import InputError
-from sessions_cli.read.otlp import ids_are_hex, normalise_id, parse_tags
+from sessions_cli.read.otlp import (
+    ids_are_hex,
+    loads,
+    money,
+    normalise_id,
+    parse_tags,
+    status_of,
+    token_count,
+)
 from sessions_cli.read.schema import SPAN_SCHEMA, conform
 
 PARQUET_ROWS = 100_000  # spans taken from a Parquet file at a time
@@ -25,7 +34,7 @@ PARQUET_ROWS = 100_000  # spans taken from a Parquet file at a time
 GROUPS = "sessions.groups"
 
 
-def read_parquet(data: bytes, label: str) -> Iterator[pl.DataFrame]:
+def read_parquet(data: bytes, label: str, problems: Counter) -> Iterator[pl.DataFrame]:
     """Span records from Parquet, a slice of rows at a time: a converted export of millions of
     spans is small on disk but not in memory (1M spans: 38 MB of Parquet, 850 MB peak when it
     was read whole), so it goes to the store as the JSON would."""
@@ -42,10 +51,10 @@ def read_parquet(data: bytes, label: str) -> Iterator[pl.DataFrame]:
             frame = scan.slice(offset, PARQUET_ROWS).collect()
         except pl.exceptions.PolarsError as exc:
             raise InputError(f"{label}: unreadable Parquet ({exc})") from exc
-        yield normalise(frame)
+        yield normalise(frame, problems)
 
 
-def read_csv(data: bytes, label: str) -> pl.DataFrame | None:
+def read_csv(data: bytes, label: str, problems: Counter) -> pl.DataFrame | None:
     """Span records from CSV (or TSV); None when the bytes are not such a table."""
     text = data.decode("utf-8", "replace").lstrip("\ufeff")
     header = text.split("\n", 1)[0]
@@ -53,16 +62,16 @@ def read_csv(data: bytes, label: str) -> pl.DataFrame | None:
     if "trace_id" not in header.split(separator) or "span_id" not in header.split(separator):
         return None
     frame = pl.read_csv(io.StringIO(text), separator=separator, infer_schema=False)
-    return normalise(frame)
+    return normalise(frame, problems)
 
 
-def read_jsonl(text: str, label: str, report: Any) -> pl.DataFrame:
+def read_jsonl(text: str, label: str, report: Any, problems: Counter) -> pl.DataFrame:
     rows = []
     for number, line in enumerate(text.lstrip("\ufeff").split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = loads(line)
         except ValueError as exc:
             report.bad_line(label, number, f"invalid JSON ({exc})")
             continue
@@ -72,7 +81,8 @@ def read_jsonl(text: str, label: str, report: Any) -> pl.DataFrame:
         rows.append({k: _text(v) for k, v in value.items() if k in _TEXT_COLUMNS})
     if not rows:
         return conform(pl.DataFrame())
-    return normalise(pl.DataFrame(rows, schema=dict.fromkeys(_TEXT_COLUMNS, pl.String)))
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(_TEXT_COLUMNS, pl.String))
+    return normalise(frame, problems)
 
 
 _TEXT_COLUMNS = (*SPAN_SCHEMA, "start", "end")
@@ -87,28 +97,82 @@ def _text(value: Any) -> str | None:
 _IDS = (("trace_id", 32), ("span_id", 16), ("parent_span_id", 16))
 
 
-def normalise(frame: pl.DataFrame) -> pl.DataFrame:
-    """Text or typed columns -> the span schema."""
+def normalise(frame: pl.DataFrame, problems: Counter | None = None) -> pl.DataFrame:
+    """Text or typed columns -> the span schema, with the checks OTLP values get (contract §3):
+    token counts and costs that are negative, NaN, not whole or too big are dropped and
+    counted in `problems` (otlp.PROBLEMS kinds), as are spans without valid times; a missing
+    total is input + output; times may be nanoseconds or ISO-8601 text."""
+    present = frame.schema
+
+    def column(name: str) -> pl.Expr:
+        return pl.col(name) if name in present else pl.lit(None, pl.String)
+
     exprs = []
     all_hex = ids_are_hex(frame, _IDS)  # as `convert` writes them: skips the base64 branch
-    for column, hex_len in _IDS:
-        if column in frame.columns:
-            id_text = pl.col(column).cast(pl.String)
-            exprs.append(normalise_id(id_text, hex_len, all_hex).alias(column))
-    for ns, iso in (("start_time_unix_nano", "start"), ("end_time_unix_nano", "end")):
-        if ns not in frame.columns and iso in frame.columns:
-            exprs.append(
-                pl.col(iso)
-                .cast(pl.String)
-                .str.to_datetime(time_zone="UTC", strict=False, time_unit="ns")
-                .dt.epoch("ns")
-                .alias(ns)
-            )
-    if "tags" in frame.columns and frame.schema["tags"] != pl.List(pl.String):
+    for name, hex_len in _IDS:
+        if name in present:
+            id_text = pl.col(name).cast(pl.String)
+            exprs.append(normalise_id(id_text, hex_len, all_hex).alias(name))
+    if "tags" in present and present["tags"] != pl.List(pl.String):
         exprs.append(_mapped("tags", parse_tags, pl.List(pl.String)))
-    if "metadata" in frame.columns and frame.schema["metadata"] != SPAN_SCHEMA["metadata"]:
+    if "metadata" in present and present["metadata"] != SPAN_SCHEMA["metadata"]:
         exprs.append(_mapped("metadata", _parse_metadata, SPAN_SCHEMA["metadata"]))
-    return conform(frame.with_columns(exprs))
+    if "status" in present:
+        status = pl.col("status").cast(pl.String).str.strip_chars()
+        exprs.append(pl.when(status.is_not_null()).then(status_of(status)).alias("status"))
+    start = _instant(column("start_time_unix_nano"), column("start"))
+    end = _instant(column("end_time_unix_nano"), column("end"))
+    # As text: a typed 12.5 must fail as "12.5" does, not be cut to 12.
+    usage = {
+        name: token_count(column(name).cast(pl.String))
+        for name in ("input_tokens", "output_tokens")
+    }
+    total = token_count(column("total_tokens").cast(pl.String))
+    cost = money(column("cost_usd"))
+    tokens_in, tokens_out = usage["input_tokens"], usage["output_tokens"]
+    checked = frame.with_columns(exprs).with_columns(
+        start.alias("start_time_unix_nano"),
+        pl.when(end < start).then(start).otherwise(end).alias("end_time_unix_nano"),
+        *(value.alias(name) for name, value in usage.items()),
+        pl.coalesce(
+            total,
+            pl.when(tokens_in.is_not_null() | tokens_out.is_not_null()).then(
+                tokens_in.fill_null(0) + tokens_out.fill_null(0)
+            ),
+        ).alias("total_tokens"),
+        cost.alias("cost_usd"),
+    )
+    if problems is not None:
+        ignored = [
+            (column(name).is_not_null() & value.is_null()).sum()
+            for name, value in (*usage.items(), ("total_tokens", total), ("cost_usd", cost))
+        ]
+        found = frame.select(
+            pl.sum_horizontal(ignored).alias("bad_usage"),
+            (start.is_null() | end.is_null()).sum().alias("bad_time"),
+            (end < start).fill_null(False).sum().alias("end_before_start"),
+        ).row(0, named=True)
+        problems.update({kind: n for kind, n in found.items() if n})
+    return conform(checked)
+
+
+def _instant(ns: pl.Expr, iso: pl.Expr) -> pl.Expr:
+    """Nanoseconds since the epoch (> 0) from the nanosecond column, else from ISO-8601 text
+    (`2026-11-26T08:48:07.123456789Z`, an offset, or none: UTC; a space for the T)."""
+    nanos = ns.cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False)
+    text = (
+        iso.cast(pl.String)
+        .str.strip_chars()
+        .str.replace(r"^(\d{4}-\d\d-\d\d)[ T]", "${1}T")
+        .str.replace(r"(?i)z$", "+00:00")
+    )
+    zoned = text.str.to_datetime(_ISO + "%z", time_zone="UTC", strict=False, time_unit="ns")
+    plain = text.str.to_datetime(_ISO, strict=False, time_unit="ns").dt.replace_time_zone("UTC")
+    parsed = pl.coalesce(zoned, plain).dt.epoch("ns")
+    return pl.coalesce(pl.when(nanos > 0).then(nanos), pl.when(parsed > 0).then(parsed))
+
+
+_ISO = "%Y-%m-%dT%H:%M:%S%.f"
 
 
 def _mapped(column: str, parse, dtype) -> pl.Expr:

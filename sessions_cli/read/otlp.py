@@ -65,8 +65,8 @@ DOCUMENT = _document(_ANY)
 # 150 MB of 16-span lines, one thread), and most exports have no such value.
 _SCALAR_DOCUMENT = _document(_INNER)
 
-_ERROR_CODES = ("2", "STATUS_CODE_ERROR")
-_OK_CODES = ("1", "STATUS_CODE_OK")
+_ERROR_CODES = ("2", "STATUS_CODE_ERROR", "ERROR")
+_OK_CODES = ("1", "STATUS_CODE_OK", "OK")
 
 
 class Malformed(ValueError):
@@ -381,6 +381,20 @@ def _tags(attrs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def loads(text: str | bytes):
+    """JSON text as Python values, a key repeated in one object keeping its first value, as
+    polars' decoder (the fast path) does; `json.loads` keeps the last. The same bytes then give
+    the same spans whichever path reads them (contract §3: deterministic)."""
+    return json.loads(text, object_pairs_hook=_first_wins)
+
+
+def _first_wins(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        out.setdefault(key, value)
+    return out
+
+
 def parse_tags(text: str) -> list[str]:
     """Tags from attribute text; runs once per distinct value, not per span."""
     text = text.strip()
@@ -412,10 +426,10 @@ def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[
     session, tokens_in, tokens_out = pl.col("_session_id"), pl.col("_in"), pl.col("_out")
     start, end = _instant_ns("startTimeUnixNano"), _instant_ns("endTimeUnixNano")
     counts = [
-        _count(pl.col("_input_tokens")).alias("_in"),
-        _count(pl.col("_output_tokens")).alias("_out"),
-        _count(pl.col("_total_tokens")).alias("_total"),
-        _money(pl.col("_cost_usd")).alias("_cost"),
+        token_count(pl.col("_input_tokens")).alias("_in"),
+        token_count(pl.col("_output_tokens")).alias("_out"),
+        token_count(pl.col("_total_tokens")).alias("_total"),
+        money(pl.col("_cost_usd")).alias("_cost"),
         start.alias("_start"),
         end.alias("_end"),
         (end < start).fill_null(False).alias("_end_before_start"),
@@ -430,12 +444,7 @@ def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[
         .then(pl.col("_start"))
         .otherwise(pl.col("_end"))
         .alias("end_time_unix_nano"),
-        pl.when(status.is_in(_ERROR_CODES))
-        .then(pl.lit("error"))
-        .when(status.is_in(_OK_CODES))
-        .then(pl.lit("ok"))
-        .otherwise(pl.lit("unset"))
-        .alias("status"),
+        status_of(status).alias("status"),
         _clean_text(pl.col("status").struct.field("message")).alias("status_message"),
         pl.when(session.str.to_lowercase().is_in(NO_SESSION_VALUES).not_())
         .then(session)
@@ -457,6 +466,19 @@ def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[
     return [missing, counts, normalised]
 
 
+def status_of(code: pl.Expr) -> pl.Expr:
+    """error | ok | unset, from an OTLP status code (2, STATUS_CODE_ERROR, ...) or a flat
+    record's status text (any case)."""
+    upper = code.str.to_uppercase()
+    return (
+        pl.when(upper.is_in(_ERROR_CODES))
+        .then(pl.lit("error"))
+        .when(upper.is_in(_OK_CODES))
+        .then(pl.lit("ok"))
+        .otherwise(pl.lit("unset"))
+    )
+
+
 def _instant_ns(column: str) -> pl.Expr:
     """Nanoseconds since the epoch; 0, negative, or beyond 64 bits (past year 2262, so also
     past 9999) is not a time."""
@@ -470,14 +492,18 @@ def _clean_text(expr: pl.Expr) -> pl.Expr:
     return pl.when(text != "").then(text)
 
 
-def _count(text: pl.Expr) -> pl.Expr:
-    """A token count: a finite, non-negative whole number (`"12.0"` counts as 12), else null."""
+def token_count(text: pl.Expr) -> pl.Expr:
+    """A token count from text: a non-negative whole number below 2^62 (`"12.0"` counts as
+    12), else null. Whole-number text is read exactly; only other forms go through a float
+    (whose 53 bits would round 2^62 - 1 up to 2^62)."""
+    whole = text.cast(pl.Int64, strict=False)
     number = text.cast(pl.Float64, strict=False)
-    valid = number.is_finite() & (number >= 0) & (number < 2.0**62) & (number.round(0) == number)
-    return pl.when(valid).then(number.cast(pl.Int64))
+    integral = number.is_finite() & (number.abs() < 2.0**62) & (number.round(0) == number)
+    value = pl.coalesce(whole, pl.when(integral).then(number.cast(pl.Int64)))
+    return pl.when((value >= 0) & (value < 2**62)).then(value)
 
 
-def _money(text: pl.Expr) -> pl.Expr:
+def money(text: pl.Expr) -> pl.Expr:
     """A cost: a finite number >= 0 (contract §3), and below a trillion dollars (beyond that it
     is not a cost but a bug, and would overflow the exact sums), else null."""
     number = text.cast(pl.Float64, strict=False)

@@ -355,15 +355,17 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
             head = stream.peek(4096).lstrip()[:4]
         if not head:
             return
+        problems: Counter = Counter()  # what the span-record readers drop, as OTLP's
         if head.startswith(_PARQUET):
-            for frame in flat.read_parquet(stream.read(), source.label):
+            for frame in flat.read_parquet(stream.read(), source.label, problems):
                 reader.add_frame(frame)
+            reader.report.add_problems(source.label, problems)
             return
         first = head.decode("utf-8", "replace").lstrip(_BOM)[:1]
         if first in "{[":
             _read_json(stream, source.label, reader)
             return
-        table = flat.read_csv(stream.read(), source.label)
+        table = flat.read_csv(stream.read(), source.label, problems)
         if table is None:
             if explicit:
                 raise InputError(
@@ -373,6 +375,7 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
             reader.report.skipped_files.append(source.label)
             return
         reader.add_frame(table)
+        reader.report.add_problems(source.label, problems)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"{source.label}: cannot read ({_describe(exc)})") from exc
     finally:
@@ -422,7 +425,7 @@ def _read_json(stream, label, reader: _Reader) -> None:
         data = block + stream.read()
         text = _decode(data, label, report)
         try:
-            value = json.loads(text.lstrip(_BOM))
+            value = otlp.loads(text.lstrip(_BOM))
         except ValueError:
             mode = "lines"  # not one document: report it line by line
             stream = io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
@@ -432,7 +435,10 @@ def _read_json(stream, label, reader: _Reader) -> None:
     else:
         stream = _Prefixed(block, stream)
     if mode == "flat":
-        reader.add_frame(flat.read_jsonl(_decode(stream.read(), label, report), label, report))
+        problems: Counter = Counter()
+        text = _decode(stream.read(), label, report)
+        reader.add_frame(flat.read_jsonl(text, label, report, problems))
+        report.add_problems(label, problems)
         return
     reader.add_lines(stream, label)
 
@@ -649,7 +655,7 @@ def _parse_pieces(pieces: list[_Piece], chains) -> _Parsed:
             if not line.strip():
                 continue
             try:
-                docs = otlp.canonical_documents(json.loads(line))
+                docs = otlp.canonical_documents(otlp.loads(line))
             except ValueError as exc:
                 parsed.bad_lines.append(
                     (piece.label, piece.first_line_no + offset, _reason(exc, line))
