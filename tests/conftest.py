@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,12 @@ REAL = FIXTURES / "agentmark.otlp.jsonl"
 REAL_PROTO = FIXTURES / "agentmark.protojson.jsonl"
 GENERATED = FIXTURES / "generated.otlp.jsonl.gz"  # benchmarks/generate.py, 2,000 spans
 EDGE = FIXTURES / "edge"
+
+# The console script installed beside this interpreter (pip install -e .), else on PATH: for
+# tests that run it as a real process, with pipes and an environment of their own.
+_BESIDE = Path(sys.executable).parent / "sessions"
+SESSIONS = str(_BESIDE) if _BESIDE.exists() else shutil.which("sessions")
+assert SESSIONS, "the `sessions` console script is not installed: pip install -e '.[test]'"
 
 
 @pytest.fixture(autouse=True)

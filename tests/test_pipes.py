@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REAL, run
+from tests.conftest import REAL, SESSIONS, run
 from tests.otlp_builder import document, lines, span
-
-# The console script installed beside this interpreter (pip install -e .), else on PATH.
-_BESIDE = Path(sys.executable).parent / "sessions"
-SESSIONS = str(_BESIDE) if _BESIDE.exists() else shutil.which("sessions")
-assert SESSIONS, "the `sessions` console script is not installed: pip install -e '.[test]'"
 
 
 def test_json_pipes_into_a_json_tool():

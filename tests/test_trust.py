@@ -6,10 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.conftest import FIXTURES, REAL, by_id, run, run_json
+from sessions_cli.query.timeparse import parse_until
+from tests.conftest import FIXTURES, REAL, SESSIONS, by_id, run, run_json
 from tests.otlp_builder import document, lines, span
 
 BUDGET = ("--max-session-cost", "0.25")
@@ -303,3 +308,40 @@ def test_a_repeated_key_resolves_first_whatever_else_is_in_the_batch(tmp_path):
     for path in (clean, noisy):
         [row] = run_json("list", str(path))
         assert row["input_tokens"] == 20, path
+
+
+# ---------------------------------------------------------------------------------------------
+# One time zone rule: --tz (default UTC) for typed times and for tables alike
+
+
+def test_a_typed_time_means_utc_like_the_table_whatever_the_system_zone():
+    # The capture's sessions start at 08:48Z; under New York's zone 04:00 local would be 09:00Z.
+    env = {**os.environ, "TZ": "America/New_York"}
+    listed = subprocess.run([SESSIONS, "list", str(REAL), "--since", "2026-11-26 04:00",
+                             "--until", "2026-11-26 08:49", "--json"],
+                            env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    assert len(json.loads(listed.stdout)) == 4
+
+
+def test_tz_applies_to_typed_times_too():
+    # 08:48Z is 17:48 in Tokyo
+    def ids(*args: str) -> int:
+        return len(run_json("list", str(REAL), "--tz", "Asia/Tokyo", *args))
+
+    assert ids("--since", "2026-11-26 17:00", "--until", "2026-11-26 17:50") == 4
+    assert ids("--since", "2026-11-26 18:00") == 0
+
+
+def test_until_a_date_takes_in_that_whole_day():
+    assert len(run_json("list", str(REAL), "--until", "2026-11-26")) == 4
+    assert run("list", str(REAL), "--until", "2026-11-25", "--json").stdout == "[]\n"
+    assert len(run_json("list", str(REAL), "--since", "2026-11-26", "--until", "2026-11-26")) == 4
+
+
+def test_until_a_date_ends_at_the_next_local_midnight_across_a_clock_change():
+    new_york = ZoneInfo("America/New_York")  # clocks go back on 2026-11-01: a 25-hour day
+    bound, inclusive = parse_until("2026-11-01", zone=new_york)
+    assert (bound, inclusive) == (datetime(2026, 11, 2, 5, tzinfo=timezone.utc), False)
+    bound, inclusive = parse_until("2026-11-01 13:00", zone=new_york)
+    assert (bound, inclusive) == (datetime(2026, 11, 1, 18, tzinfo=timezone.utc), True)
+    assert parse_until("30m", now=datetime(2026, 1, 1, tzinfo=timezone.utc))[1] is True

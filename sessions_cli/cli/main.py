@@ -163,10 +163,15 @@ def filter_options(command):
         click.option(
             "--since",
             metavar="WHEN",
-            help="Only sessions active at or after WHEN: a date/time, or an age such "
-            "as 30m, 24h, 7d, 2w; also today, yesterday.",
+            help="Only sessions active at or after WHEN: a date/time (without a zone: in --tz, "
+            "default UTC), or an age such as 30m, 24h, 7d, 2w; also today, yesterday.",
         ),
-        click.option("--until", metavar="WHEN", help="Only sessions active at or before WHEN."),
+        click.option(
+            "--until",
+            metavar="WHEN",
+            help="Only sessions active at or before WHEN; a date without a time takes in that "
+            "whole day.",
+        ),
         click.option(
             "--user",
             "users",
@@ -245,8 +250,9 @@ def output_options(command):
         click.option(
             "--tz",
             metavar="ZONE",
-            help="Time zone for table times: an IANA name or 'local' (default UTC). "
-            "Machine formats are always UTC.",
+            help="Time zone for table times and for dates and times typed without one "
+            "(--since, --until): an IANA name or 'local' (default UTC). Machine formats are "
+            "always UTC.",
         ),
     ]
     return _stacked(decorators, command)
@@ -831,16 +837,18 @@ def _stdin_is_tty() -> bool:
 
 def _filters(args: dict, zone: tzinfo | None):
     from sessions_cli.query.filters import Filters
-    from sessions_cli.query.timeparse import parse_instant
+    from sessions_cli.query.timeparse import parse_instant, parse_until
 
-    def when(name: str):
+    def when(name: str, parse=parse_instant):
         value = args.get(name)
         if value is None:
             return None
         try:
-            return parse_instant(value, zone=zone)
+            return parse(value, zone=zone)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint=f"--{name}") from None
+
+    until = when("until", parse_until)
 
     meta = []
     for item in args.get("meta", ()):
@@ -850,7 +858,8 @@ def _filters(args: dict, zone: tzinfo | None):
         meta.append((key, value))
     return Filters(
         since=when("since"),
-        until=when("until"),
+        until=until[0] if until else None,
+        until_inclusive=until[1] if until else True,
         users=tuple(args.get("users", ())),
         search=args.get("search"),
         tags=tuple(args.get("tags", ())),

@@ -32,6 +32,7 @@ ORPHAN_SORT_KEYS = {
 class Filters:
     since: datetime | None = None
     until: datetime | None = None
+    until_inclusive: bool = True  # False: `until` is the midnight after a whole day
     users: tuple[str, ...] = ()  # any of them
     search: str | None = None
     tags: tuple[str, ...] = ()  # all of them
@@ -83,7 +84,7 @@ def _common(f: Filters, *, name: str, id_: str) -> list[pl.Expr]:
     if f.since is not None:
         out.append(pl.col("end") >= f.since)
     if f.until is not None:
-        out.append(pl.col("start") <= f.until)
+        out.append(pl.col("start") <= f.until if f.until_inclusive else pl.col("start") < f.until)
     if f.search:
         needle = f.search.lower()
         out.append(
