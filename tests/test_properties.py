@@ -15,6 +15,7 @@ from sessions_cli.query import stats
 from sessions_cli.read import keys as attributes
 from sessions_cli.read import sources as inputs
 from sessions_cli.store import loading
+from tests.conftest import run
 from tests.otlp_builder import document, span
 
 MODELS = ["gpt-4o-mini", "m-unpriced"]
@@ -202,3 +203,24 @@ def test_no_cost_budget_holds_over_unpriced_calls(tmp_path, docs, limit):
     budgets = stats.check_budgets(m.sessions, {"max_session_cost": limit, "max_total_cost": limit})
     if m.sessions.get_column("unpriced_call_count").sum():
         assert not any(b.held for b in budgets)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=_FIXTURE_OK)
+@given(exports(), st.integers(1, 3))
+def test_every_input_form_gives_identical_numbers(tmp_path, docs, parts):
+    """The same spans as OTLP JSON (in one file or several) and as span records written by
+    `convert` (JSONL, CSV, Parquet) give the same sessions, field for field."""
+    work = tmp_path / f"forms-{parts}-{len(docs)}"
+    work.mkdir(exist_ok=True)
+    otlp = work / "otlp"
+    otlp.mkdir(exist_ok=True)
+    for n in range(parts):
+        (otlp / f"{n}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[n::parts]))
+    expected = run("list", str(otlp), "--json")
+    assert expected.exit_code == 0, expected.stderr
+    for suffix in ("jsonl", "csv", "parquet"):
+        converted = work / f"spans.{suffix}"
+        assert run("convert", str(otlp), "-o", str(converted)).exit_code == 0
+        again = run("list", str(converted), "--json")
+        assert again.exit_code == 0, again.stderr
+        assert json.loads(again.stdout) == json.loads(expected.stdout), suffix
