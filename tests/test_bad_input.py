@@ -139,8 +139,9 @@ def test_binary_garbage_named_on_the_command_line_is_an_error():
     result = run("list", str(BAD / "binary_garbage.bin"))
     assert result.exit_code == 1
     assert result.stderr == (
-        f"sessions: error: {BAD}/binary_garbage.bin: not a trace file: expected OTLP JSON, span "
-        "records (JSONL, CSV, Parquet), optionally gzip or zstd compressed\n"
+        f"sessions: error: {BAD}/binary_garbage.bin: not a trace file: expected OTLP JSON or "
+        "protobuf, console exporter output, span records (JSONL, CSV, Parquet), optionally gzip "
+        "or zstd compressed\n"
     )
 
 
@@ -149,8 +150,8 @@ def test_binary_garbage_in_a_directory_is_skipped_with_a_warning(tmp_path):
     (tmp_path / "good.jsonl").write_bytes((BAD / "utf8_bom.otlp.jsonl").read_bytes())
     code, found, stderr = listed(tmp_path)
     assert (code, found) == (0, OK)
-    assert stderr == [f"{W}{tmp_path}/garbage.bin: not a trace file (no OTLP JSON, span records "
-                      "or Parquet), skipped"]  # fmt: skip
+    assert stderr == [f"{W}{tmp_path}/garbage.bin: not a trace file (no OTLP JSON or "
+                      "protobuf, span records or Parquet), skipped"]  # fmt: skip
     assert run("list", str(tmp_path), "--strict").exit_code == 1
 
 

@@ -20,18 +20,39 @@ SESSION_ID = (
     "langsmith.metadata.conversation_id",
 )
 
+# A JSON-object `metadata` attribute (OpenInference, pydantic-ai) is read as if each of its
+# keys were an attribute of its own under this prefix: `metadata.user_id`.
+JSON_METADATA = "metadata"
+JSON_METADATA_PREFIX = "metadata."
+
 CHAINS: dict[str, tuple[str, ...]] = {
     "session_id": SESSION_ID,
-    "session_name": ("agentmark.session_name", "agentmark.metadata.session_name"),
+    "session_name": (
+        "agentmark.session_name",
+        "agentmark.metadata.session_name",
+        "ai.telemetry.metadata.sessionName",
+        "langfuse.trace.name",
+    ),
     "user_id": (
         "agentmark.user_id",
         "agentmark.metadata.user_id",
         "user.id",
         "langfuse.user.id",
         "enduser.id",
+        "ai.telemetry.metadata.userId",
+        "ai.telemetry.metadata.user_id",
+        "traceloop.association.properties.user_id",
+        "langsmith.metadata.user_id",
+        JSON_METADATA_PREFIX + "user_id",
     ),
     "trace_name": ("agentmark.trace_name",),
-    "model": ("gen_ai.response.model", "gen_ai.request.model", "ai.model.id", "llm.model_name"),
+    "model": (
+        "gen_ai.response.model",
+        "gen_ai.request.model",
+        "ai.model.id",
+        "llm.model_name",
+        "langfuse.observation.model.name",
+    ),
     # Not in the contract's table: which provider served the call, a hint for the price table.
     "provider": ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "ai.model.provider"),
     # Used to recognise model-call spans that failed before reporting usage (contract §3).
@@ -50,18 +71,35 @@ CHAINS: dict[str, tuple[str, ...]] = {
         "ai.usage.completionTokens",
         "llm.token_count.completion",
     ),
-    "total_tokens": ("gen_ai.usage.total_tokens", "ai.usage.totalTokens", "llm.token_count.total"),
-    "cost_usd": ("agentmark.usage.cost_usd", "gen_ai.usage.cost", "llm.cost.total"),
+    "total_tokens": (
+        "gen_ai.usage.total_tokens",
+        "ai.usage.totalTokens",
+        "llm.token_count.total",
+        "llm.usage.total_tokens",
+    ),
+    "cost_usd": (
+        "agentmark.usage.cost_usd",
+        "gen_ai.usage.cost",
+        "llm.cost.total",
+        "operation.cost",
+    ),
 }
 
-TAGS = "agentmark.tags"
-METADATA_PREFIX = "agentmark.metadata."
-# Metadata keys that already feed a field above are not repeated in `metadata`.
+# Tags: the first of these keys present (a JSON array string, a native array, or text
+# separated by commas).
+TAGS = ("agentmark.tags", "langfuse.trace.tags", "tag.tags")
+# Metadata: every key under these prefixes (without the prefix), except those feeding a field
+# above.
+METADATA_PREFIXES = (
+    "agentmark.metadata.",
+    "ai.telemetry.metadata.",
+    "traceloop.association.properties.",
+    "langfuse.trace.metadata.",
+    "langsmith.metadata.",
+    JSON_METADATA_PREFIX,
+)
 METADATA_USED = frozenset(
-    key[len(METADATA_PREFIX) :]
-    for chain in CHAINS.values()
-    for key in chain
-    if key.startswith(METADATA_PREFIX)
+    key for chain in CHAINS.values() for key in chain if key.startswith(METADATA_PREFIXES)
 )
 
 # Values of `operation` (lower-cased) that mark a model call; and span-name endings that do.

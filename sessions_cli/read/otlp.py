@@ -20,7 +20,14 @@ from typing import Any
 
 import polars as pl
 
-from sessions_cli.read.keys import METADATA_PREFIX, METADATA_USED, NO_SESSION_VALUES, TAGS
+from sessions_cli.read.keys import (
+    JSON_METADATA,
+    JSON_METADATA_PREFIX,
+    METADATA_PREFIXES,
+    METADATA_USED,
+    NO_SESSION_VALUES,
+    TAGS,
+)
 from sessions_cli.read.schema import conform, empty_spans
 
 _S = pl.String()
@@ -153,12 +160,12 @@ def _spans(
     if raw.height == 0:
         return empty_spans()
 
-    keys = sorted({k for chain in chains.values() for k in chain} | {TAGS})
+    keys = wanted_keys(chains)
     attrs = _attribute_rows(raw, "row", keys)
     # Span attributes override resource attributes with the same key (contract §2). Resources
     # seldom carry a key we read (service.name is not one): then there is nothing to override.
     resource_keys = resources.get_column("attributes").explode().struct.field("key")
-    if (resource_keys.is_in(keys) | resource_keys.str.starts_with(METADATA_PREFIX)).any():
+    if (resource_keys.is_in(keys) | is_metadata(resource_keys)).any():
         resource_attrs = (
             _attribute_rows(resources, "res", keys)
             .join(raw.select("row", "res"), on="res")
@@ -172,18 +179,41 @@ def _spans(
         or raw.get_column("name").str.contains("\x00", literal=True).any()
     ):
         raise SuspectText
+    return spans_from_rows(raw, attrs, chains, problems)
+
+
+def wanted_keys(chains: dict[str, tuple[str, ...]]) -> list[str]:
+    """The attribute keys any field reads (and, for metadata, every key under one of the
+    METADATA_PREFIXES)."""
+    return sorted({k for chain in chains.values() for k in chain} | {*TAGS, JSON_METADATA})
+
+
+def is_metadata(key):
+    """Whether attribute keys (a polars expression or series) are under a metadata prefix."""
+    return key.str.contains(_METADATA_KEY)
+
+
+def spans_from_rows(
+    raw: pl.DataFrame, attrs: pl.DataFrame, chains: dict[str, tuple[str, ...]], problems: Counter
+) -> pl.DataFrame:
+    """Normalised spans from one row per span (`row`, and OTLP's traceId, spanId,
+    parentSpanId, name, startTimeUnixNano, endTimeUnixNano as text, status {code, message})
+    and one row per wanted attribute (`row, key, text, items, nested`), resource attributes
+    already merged in: where the JSON and the protobuf readers meet."""
+    keys = wanted_keys(chains)
+    attrs = _with_json_metadata(attrs)
     # Text fields take scalars only: an array or a key-value list there is not a session id.
-    nested_text = pl.col("nested") & pl.col("key").is_in(sorted(set(keys) - {TAGS}))
+    nested_text = pl.col("nested") & pl.col("key").is_in(sorted(set(keys) - set(TAGS)))
     problems["nested_text"] += attrs.select(nested_text.sum()).item()
     attrs = attrs.with_columns(pl.when(~nested_text).then("text").alias("text"))
     spans = raw.join(_chosen(attrs, chains), on="row", how="left", maintain_order="left")
     # Tags and metadata are joined on only when some span has them (`conform` adds them empty).
     present = attrs.get_column("key")
     extra = []
-    if (present == TAGS).any():
+    if present.is_in(TAGS).any():
         spans = spans.join(_tags(attrs), on="row", how="left", maintain_order="left")
         extra.append("tags")
-    if present.str.starts_with(METADATA_PREFIX).any():
+    if is_metadata(present).any():
         spans = spans.join(_metadata(attrs), on="row", how="left", maintain_order="left")
         extra.append("metadata")
     *stages, last = _fields(chains, ids_are_hex(raw))
@@ -284,9 +314,7 @@ def _attribute_rows(frame: pl.DataFrame, index: str, keys: list[str]) -> pl.Data
     exploded = (
         frame.select(
             index,
-            pl.col("attributes").list.filter(
-                key.is_in(keys) | key.str.starts_with(METADATA_PREFIX)
-            ),
+            pl.col("attributes").list.filter(key.is_in(keys) | is_metadata(key)),
         )
         .explode("attributes")
         .filter(pl.col("attributes").is_not_null())
@@ -370,7 +398,12 @@ def _ranked(chains: tuple[tuple[str, tuple[str, ...]], ...]) -> pl.DataFrame:
 def _tags(attrs: pl.DataFrame) -> pl.DataFrame:
     """`agentmark.tags`: a native array, a JSON array string, or a comma-separated string.
     A span that repeats the key gets the first (one row per span: the join must not copy it)."""
-    rows = attrs.filter(pl.col("key") == TAGS).unique("row", keep="first", maintain_order=True)
+    rank = pl.col("key").replace_strict(TAGS, range(len(TAGS)), default=None)
+    rows = (
+        attrs.filter(pl.col("key").is_in(TAGS))
+        .sort(rank, maintain_order=True)
+        .unique("row", keep="first", maintain_order=True)
+    )
     texts = rows.filter(pl.col("items").is_null()).get_column("text").unique().drop_nulls()
     parsed = pl.DataFrame(
         {"text": texts, "parsed": [parse_tags(t) for t in texts]},
@@ -408,10 +441,50 @@ def parse_tags(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _with_json_metadata(attrs: pl.DataFrame) -> pl.DataFrame:
+    """A JSON-object `metadata` attribute's keys as attributes of their own (`metadata.KEY`),
+    after the span's real ones (a real attribute of that name wins). Parsed once per distinct
+    text."""
+    texts = attrs.filter(pl.col("key") == JSON_METADATA).get_column("text").drop_nulls().unique()
+    if texts.is_empty():
+        return attrs
+    pairs = [(t, JSON_METADATA_PREFIX + k, v) for t in texts for k, v in _object_pairs(t)]
+    parsed = pl.DataFrame(pairs, schema={"text": pl.String, "key": pl.String, "value": pl.String},
+                          orient="row")  # fmt: skip
+    spread = (
+        attrs.filter(pl.col("key") == JSON_METADATA)
+        .select("row", "text")
+        .join(parsed, on="text")
+        .select(
+            "row",
+            "key",
+            pl.col("value").alias("text"),
+            pl.lit(None, pl.List(pl.String)).alias("items"),
+            pl.lit(False).alias("nested"),
+        )
+    )
+    return pl.concat([attrs.filter(pl.col("key") != JSON_METADATA), spread.cast(attrs.schema)])
+
+
+def _object_pairs(text: str) -> list[tuple[str, str]]:
+    """The (key, value as text) pairs of a JSON object; none for anything else."""
+    try:
+        value = loads(text)
+    except ValueError:
+        return []
+    if not isinstance(value, dict):
+        return []
+    return [(str(k), v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
+            for k, v in value.items() if v is not None]  # fmt: skip
+
+
+_METADATA_KEY = "^(?:" + "|".join(p.replace(".", r"\.") for p in METADATA_PREFIXES) + ")"
+
+
 def _metadata(attrs: pl.DataFrame) -> pl.DataFrame:
-    key = pl.col("key").str.strip_prefix(METADATA_PREFIX)
+    key = pl.col("key").str.replace(_METADATA_KEY, "")
     return (
-        attrs.filter(pl.col("key").str.starts_with(METADATA_PREFIX) & ~key.is_in(METADATA_USED))
+        attrs.filter(is_metadata(pl.col("key")) & ~pl.col("key").is_in(METADATA_USED))
         .group_by("row", maintain_order=True)
         .agg(pl.struct(key=key, value=pl.col("text")).alias("metadata"))
     )

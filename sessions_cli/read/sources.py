@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Protocol
 import polars as pl
 
 from sessions_cli.errors import InputError, UsageError
-from sessions_cli.read import flat, otlp
+from sessions_cli.read import flat, otlp, protobuf
 from sessions_cli.read.schema import compact, empty_spans
 from sessions_cli.tuning import Tuning
 
@@ -80,7 +80,8 @@ class Report:
         out += _capped([f"{label}: {what}" for label, what in self.truncated.items()], "cut short")
         out += _capped(
             [
-                f"{label}: not a trace file (no OTLP JSON, span records or Parquet), skipped"
+                f"{label}: not a trace file (no OTLP JSON or protobuf, span records or Parquet), "
+                "skipped"
                 for label in self.skipped_files
             ],
             "that are not trace files, skipped",
@@ -350,7 +351,14 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
         raise InputError(f"{source.label}: cannot read ({exc.strerror or exc})") from exc
     try:
         stream = _decompressed(raw, source.label)
-        head = stream.peek(4)[:4]
+        start = stream.peek(16)[:16]
+        if protobuf.looks_framed(start):
+            _read_framed(stream, source.label, reader)
+            return
+        if protobuf.looks_like_body(start):
+            _read_body(stream.read(), source.label, reader, explicit=explicit)
+            return
+        head = start[:4]
         if not head.strip():
             head = stream.peek(4096).lstrip()[:4]
         if not head:
@@ -369,8 +377,9 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
         if table is None:
             if explicit:
                 raise InputError(
-                    f"{source.label}: not a trace file: expected OTLP JSON, span records "
-                    "(JSONL, CSV, Parquet), optionally gzip or zstd compressed"
+                    f"{source.label}: not a trace file: expected OTLP JSON or protobuf, "
+                    "console exporter output, span records (JSONL, CSV, Parquet), optionally "
+                    "gzip or zstd compressed"
                 )
             reader.report.skipped_files.append(source.label)
             return
@@ -381,6 +390,54 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
     finally:
         if source.path is not None:
             raw.close()
+
+
+def _read_framed(stream: BinaryIO, label: str, reader: _Reader) -> None:
+    """The Collector's framed protobuf, decoded a batch of about `chunk_bytes` at a time."""
+    batch: list = []
+    size = 0
+    offset = 0
+    try:
+        for body in protobuf.frames(stream):
+            try:
+                batch.append(protobuf.request(body, label))
+            except InputError:
+                raise protobuf.Truncated(
+                    f"the message at byte {offset:,} is not an OTLP traces request; the "
+                    "messages before it are read, the rest is lost"
+                ) from None
+            size += len(body)
+            offset += 4 + len(body)
+            if size >= reader.chunk_bytes:
+                _add_requests(batch, label, reader)
+                batch, size = [], 0
+    except protobuf.Truncated as exc:
+        reader.report.truncated[label] = str(exc)
+    _add_requests(batch, label, reader)
+
+
+def _read_body(data: bytes, label: str, reader: _Reader, *, explicit: bool) -> None:
+    """One bare ExportTraceServiceRequest (an OTLP/HTTP body, a `.pb` file)."""
+    try:
+        message = protobuf.request(data, label)
+    except InputError:
+        if explicit:
+            raise
+        reader.report.skipped_files.append(label)
+        return
+    if not any(scope.spans for r in message.resource_spans for scope in r.scope_spans):
+        other = protobuf.what_else(data)
+        if other:
+            raise InputError(f"{label}: {other}: expected trace spans")
+    _add_requests([message], label, reader)
+
+
+def _add_requests(messages: list, label: str, reader: _Reader) -> None:
+    if not messages:
+        return
+    problems: Counter = Counter()
+    reader.add_frame(compact(protobuf.spans_of(messages, reader.chains, problems)))
+    reader.report.add_problems(label, problems)
 
 
 def _stdin() -> BinaryIO:
