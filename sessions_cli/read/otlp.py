@@ -259,6 +259,12 @@ PROBLEMS = {
         "spans without valid start and end times (missing, 0, negative or past year 9999) have "
         "no times",
     ),
+    "other_lines": (
+        "line that is not a span (the app's own output, between console-exporter spans) was "
+        "skipped",
+        "lines that are not spans (the app's own output, between console-exporter spans) were "
+        "skipped",
+    ),
     "end_before_start": (
         "span ends before it starts: its end is taken as its start",
         "spans end before they start: their end is taken as their start",
@@ -418,10 +424,10 @@ def loads(text: str | bytes):
     """JSON text as Python values, a key repeated in one object keeping its first value, as
     polars' decoder (the fast path) does; `json.loads` keeps the last. The same bytes then give
     the same spans whichever path reads them (contract §3: deterministic)."""
-    return json.loads(text, object_pairs_hook=_first_wins)
+    return json.loads(text, object_pairs_hook=first_wins)
 
 
-def _first_wins(pairs: list[tuple[str, object]]) -> dict:
+def first_wins(pairs: list[tuple[str, object]]) -> dict:
     out: dict = {}
     for key, value in pairs:
         out.setdefault(key, value)

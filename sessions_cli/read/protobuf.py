@@ -166,11 +166,16 @@ def spans_of(messages: list, chains: dict[str, tuple[str, ...]], problems: Count
 
 
 _IDS = ("traceId", "spanId", "parentSpanId")
-_RAW: dict[str, pl.DataType | type[pl.DataType]] = {"traceId": pl.Binary, "spanId": pl.Binary, "parentSpanId": pl.Binary, "name": pl.String,
-        "startTimeUnixNano": pl.UInt64, "endTimeUnixNano": pl.UInt64, "code": pl.Int32,
-        "message": pl.String}  # fmt: skip
-_ATTRS: dict[str, pl.DataType | type[pl.DataType]] = {"row": pl.UInt32, "key": pl.String, "text": pl.String, "items": pl.List(pl.String),
-          "nested": pl.Boolean}  # fmt: skip
+_Types = dict[str, pl.DataType | type[pl.DataType]]
+_RAW: _Types = {
+    "traceId": pl.Binary, "spanId": pl.Binary, "parentSpanId": pl.Binary, "name": pl.String,
+    "startTimeUnixNano": pl.UInt64, "endTimeUnixNano": pl.UInt64, "code": pl.Int32,
+    "message": pl.String,
+}  # fmt: skip
+_ATTRS: _Types = {
+    "row": pl.UInt32, "key": pl.String, "text": pl.String, "items": pl.List(pl.String),
+    "nested": pl.Boolean,
+}  # fmt: skip
 
 
 def _wanted(attributes, wanted: set[str]) -> dict[str, tuple[str | None, list | None, bool]]:

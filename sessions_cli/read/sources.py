@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Protocol
 import polars as pl
 
 from sessions_cli.errors import InputError, UsageError
-from sessions_cli.read import flat, otlp, protobuf
+from sessions_cli.read import console, flat, otlp, protobuf
 from sessions_cli.read.schema import compact, empty_spans
 from sessions_cli.tuning import Tuning
 
@@ -373,7 +373,11 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
         if first in "{[":
             _read_json(stream, source.label, reader)
             return
-        table = flat.read_csv(stream.read(), source.label, problems)
+        data = stream.read()
+        if console.looks_like(data[:_CONSOLE_SNIFF]):
+            _read_console(data, source.label, reader)
+            return
+        table = flat.read_csv(data, source.label, problems)
         if table is None:
             if explicit:
                 raise InputError(
@@ -390,6 +394,21 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
     finally:
         if source.path is not None:
             raw.close()
+
+
+# How far into a file a console-exporter span is looked for (the app may print first).
+_CONSOLE_SNIFF = 1 << 20
+
+
+def _read_console(data: bytes, label: str, reader: _Reader) -> None:
+    """ConsoleSpanExporter output, the app's own lines in between skipped and counted."""
+    documents, skipped = console.documents(_decode(data, label, reader.report))
+    problems: Counter = Counter({"other_lines": skipped})
+    if documents:
+        lines = pl.Series("line", documents, dtype=pl.String)
+        spans = otlp.spans_from_lines(lines, reader.chains, problems, trust_nul=True)
+        reader.add_frame(compact(spans))
+    reader.report.add_problems(label, problems)
 
 
 def _read_framed(stream: BinaryIO, label: str, reader: _Reader) -> None:
@@ -425,7 +444,10 @@ def _read_body(data: bytes, label: str, reader: _Reader, *, explicit: bool) -> N
             raise
         reader.report.skipped_files.append(label)
         return
-    if not any(scope.spans for r in message.resource_spans for scope in r.scope_spans):
+    spans = (
+        span for r in message.resource_spans for scope in r.scope_spans for span in scope.spans
+    )
+    if not any(len(span.trace_id) == 16 for span in spans):  # logs parse as id-less "spans"
         other = protobuf.what_else(data)
         if other:
             raise InputError(f"{label}: {other}: expected trace spans")
@@ -477,6 +499,9 @@ def _read_json(stream, label, reader: _Reader) -> None:
     block, error = read_block(stream, reader.read_bytes)
     if error is not None:  # the stream ends within the first block: _chunks reports it
         stream = _Failing(error)
+    if console.looks_like(block[:_CONSOLE_SNIFF]):
+        _read_console(block + stream.read(), label, reader)
+        return
     mode = _json_mode(block)
     if mode == "document":
         data = block + stream.read()

@@ -1,0 +1,127 @@
+"""Real captures of three Python instrumentations of the openai client
+(scripts/capture_python_sdks.py), each in every form its real exporters wrote, checked against
+figures worked out from the script's mock responses and the providers' list prices
+(gpt-4o-mini $0.15/$0.60, gpt-4o $2.50/$10 per million tokens)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tests.conftest import FIXTURES, by_id, run, run_json
+
+M = 1_000_000
+LIBRARIES = ("openinference", "openllmetry", "genai")
+# Per session: two turns of gpt-4o-mini (1200/150 and 1500/90 tokens); one turn of gpt-4o
+# (3000/400) and a call the mock fails with HTTP 500 (an LLM call with an error, no usage),
+# each turn its own trace under the app's `chat-turn` span.
+EXPECTED = {
+    "sess-py-support": dict(user_id="uma", trace_count=2, span_count=4, llm_call_count=2,
+                            input_tokens=2700, output_tokens=240, total_tokens=2940,
+                            cost_usd=(2700 * 0.15 + 240 * 0.60) / M, error_count=0,
+                            failed_trace_count=0),
+    "sess-py-research": dict(user_id="viktor", trace_count=2, span_count=4, llm_call_count=2,
+                             input_tokens=3000, output_tokens=400, total_tokens=3400,
+                             cost_usd=(3000 * 2.50 + 400 * 10) / M, error_count=1,
+                             failed_trace_count=0),  # the app caught the error in its turn
+}  # fmt: skip
+
+
+def forms(library: str) -> dict[str, str]:
+    base = FIXTURES / f"sdk-{library}"
+    return {
+        "bodies": f"{base}.bodies",
+        "framed": f"{base}.binpb",
+        "framed-zstd": f"{base}.zstd.binpb",
+        "console": f"{base}.console.txt",
+    }
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_each_capture_matches_the_worked_out_figures(library):
+    sessions = by_id(run_json("list", forms(library)["framed"]))
+    assert set(sessions) == set(EXPECTED)
+    for session_id, expected in EXPECTED.items():
+        row = sessions[session_id]
+        for field, want in expected.items():
+            if field == "cost_usd":
+                assert row[field] == pytest.approx(want, rel=1e-12), (session_id, field)
+            else:
+                assert row[field] == want, (session_id, field)
+        assert row["cost_source"] == "price_table"
+
+
+def test_openllmetry_association_properties_are_user_and_metadata():
+    sessions = by_id(run_json("list", forms("openllmetry")["framed"]))
+    assert sessions["sess-py-support"]["metadata"] == {"plan": "pro"}
+    only = run_json("list", forms("openllmetry")["framed"], "--meta", "plan=pro", "--user", "uma")
+    assert [r["session_id"] for r in only] == ["sess-py-support"]
+
+
+def _nanos(text: str) -> int:
+    whole, fraction = text.rstrip("Z").split(".")
+    return int(datetime.fromisoformat(whole + "+00:00").timestamp()) * 10**9 + int(fraction)
+
+
+def _as_printed(rows: list[dict], reference: list[dict]) -> None:
+    """The console exporter prints times to the microsecond (through a float): every field
+    equal, and start and end within a microsecond."""
+    assert len(rows) == len(reference)
+    for row, ref in zip(rows, reference, strict=True):
+        for field in ("start", "end"):
+            assert abs(_nanos(row[field]) - _nanos(ref[field])) <= 1_000, field
+        times = ("start", "end", "duration_ms")
+        assert {k: v for k, v in row.items() if k not in times} == {
+            k: v for k, v in ref.items() if k not in times
+        }
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_every_form_gives_the_same_sessions_field_for_field(library, tmp_path):
+    paths = forms(library)
+    # The same bodies as protobuf-JSON, as google.protobuf.json_format writes them.
+    protojson = tmp_path / "protojson.jsonl"
+    with protojson.open("w") as out:
+        for body in sorted((FIXTURES / f"sdk-{library}.bodies").glob("*.pb")):
+            message = ExportTraceServiceRequest.FromString(body.read_bytes())
+            out.write(json.dumps(json_format.MessageToDict(message)) + "\n")
+    reference = run_json("list", paths["bodies"])
+    for form, path in {**paths, "protobuf-json": str(protojson)}.items():
+        result = run("list", path, "--json")
+        assert result.exit_code == 0, (form, result.stderr)
+        rows = json.loads(result.stdout)
+        if form == "console":
+            _as_printed(rows, reference)
+            assert "3 lines that are not spans (the app's own output" in result.stderr
+        else:
+            assert rows == reference, form
+            assert result.stderr == "", form
+
+
+def test_a_framed_file_cut_short_keeps_what_came_before(tmp_path):
+    framed = (FIXTURES / "sdk-genai.binpb").read_bytes()
+    cut = tmp_path / "cut.binpb"
+    cut.write_bytes(framed + framed[:50])  # a second copy of the message, cut after 50 bytes
+    result = run("list", str(cut), "--json")
+    assert result.exit_code == 0
+    assert {r["session_id"] for r in json.loads(result.stdout)} == set(EXPECTED)
+    assert f"protobuf framing breaks at byte {len(framed):,}" in result.stderr
+    assert run("list", str(cut), "--strict").exit_code == 1
+
+
+def test_otlp_logs_are_named_as_such(tmp_path):
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    logs = ExportLogsServiceRequest()
+    record = logs.resource_logs.add().scope_logs.add().log_records.add()
+    record.body.string_value = "hello"
+    record.time_unix_nano = 1_790_000_000_000_000_000
+    path = tmp_path / "logs.pb"
+    path.write_bytes(logs.SerializeToString())
+    result = run("list", str(path))
+    assert result.exit_code == 1
+    assert "OTLP logs, not traces" in result.stderr
