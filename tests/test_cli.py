@@ -102,7 +102,8 @@ def test_default_order_is_newest_first(three):
         ("traces", ["sess-beta", "sess-alpha", "sess-gamma"]),
         ("spans", ["sess-beta", "sess-alpha", "sess-gamma"]),
         ("errors", ["sess-beta", "sess-alpha", "sess-gamma"]),
-        ("name", ["sess-gamma", "sess-alpha", "sess-beta"]),  # no name sorts last
+        # sess-beta has no name attribute: it takes its first trace's, the builder's "span"
+        ("name", ["sess-beta", "sess-gamma", "sess-alpha"]),
         ("user", ["sess-beta", "sess-alpha", "sess-gamma"]),
     ],
 )
@@ -180,7 +181,9 @@ def test_json_is_contract_shaped(three):
         "models",
         "tags",
         "metadata",
+        "session_name_source",
     ]
+    assert row["session_name_source"] == "attribute"
     assert row["start"] == "2026-09-21T14:13:20.000000000Z"
     assert row["end"] == "2026-09-21T14:13:21.000000000Z"
     assert (row["duration_ms"], row["cost_usd"], row["cost_source"]) == (1000.0, 0.1, "attribute")

@@ -17,6 +17,7 @@ EXPECTED = {
     # 3 turns; each wrapper `invoke_agent` repeats its children's usage and is not counted.
     "sess-support-1": dict(
         session_name="Refund request",
+        session_name_source="attribute",
         user_id="alice",
         users=["alice"],
         trace_count=3,
@@ -36,6 +37,7 @@ EXPECTED = {
     # One call priced from the table, one carrying its own cost, one failed before usage.
     "sess-research-7": dict(
         session_name="Market research",
+        session_name_source="attribute",
         user_id="bob",
         users=["bob"],
         trace_count=2,
@@ -52,9 +54,11 @@ EXPECTED = {
         tags=["research"],
         metadata={"plan": "team"},
     ),
-    # Session id only on a child span; a model with no known price.
+    # Session id only on a child span; a model with no known price; no session name attribute:
+    # the first trace's name (the script's root span, `batch-summarise`).
     "sess-batch-3": dict(
-        session_name=None,
+        session_name="batch-summarise",
+        session_name_source="trace",
         user_id="carol",
         users=["carol"],
         trace_count=2,
@@ -72,7 +76,8 @@ EXPECTED = {
         metadata={},
     ),
     "sess-handoff-2": dict(
-        session_name=None,
+        session_name="triage",  # no name attribute: its first trace's root span
+        session_name_source="trace",
         user_id="dave",
         users=["dave", "erin"],
         trace_count=2,

@@ -5,6 +5,7 @@ figures worked out from the script's mock responses and the providers' list pric
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 
@@ -13,6 +14,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.conftest import FIXTURES, by_id, run, run_json
+from tests.otlp_builder import document, lines, span
 
 M = 1_000_000
 LIBRARIES = ("openinference", "openllmetry", "genai")
@@ -125,3 +127,71 @@ def test_otlp_logs_are_named_as_such(tmp_path):
     result = run("list", str(path))
     assert result.exit_code == 1
     assert "OTLP logs, not traces" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# An exception event is an error (contract §2), whichever form carries it
+
+
+def _failed_run() -> dict:
+    """A LangSmith-style failed run: status unset, an `exception` event."""
+    failed = span("t", "1", name="run", session__id="s-exc")
+    failed["status"] = {"code": 0}
+    failed["events"] = [{"timeUnixNano": "1790000000000000005", "name": "exception",
+                         "attributes": [{"key": "exception.message",
+                                         "value": {"stringValue": "boom"}}]}]  # fmt: skip
+    quiet = span("t2", "1", name="run", session__id="s-exc")
+    quiet["events"] = [{"name": "log", "attributes": []}]
+    return document(failed, quiet)
+
+
+def _as_protobuf(doc: dict) -> bytes:
+    doc = json.loads(json.dumps(doc))
+    for resource in doc["resourceSpans"]:
+        for scope in resource["scopeSpans"]:
+            for one in scope["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if one.get(key):
+                        one[key] = base64.b64encode(bytes.fromhex(one[key])).decode()
+    return json_format.ParseDict(doc, ExportTraceServiceRequest()).SerializeToString()
+
+
+def test_an_exception_event_makes_a_span_an_error_in_every_form(tmp_path):
+    doc = _failed_run()
+    plain, noisy, body = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.pb"
+    plain.write_text(lines(doc))
+    noisy.write_text(lines(doc) + "{not json\n")  # the line-by-line path
+    body.write_bytes(_as_protobuf(doc))
+    for path in (plain, noisy, body):
+        [row] = json.loads(run("list", str(path), "--json").stdout)
+        assert (row["error_count"], row["failed_trace_count"]) == (1, 1), path
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys of every convention (contract §2)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "field", "expected"),
+    [
+        ({"ai.telemetry.metadata.userId": "vera"}, "user_id", "vera"),  # Vercel AI SDK
+        ({"traceloop.association.properties.user_id": "olga"}, "user_id", "olga"),
+        ({"langsmith.metadata.user_id": "lars"}, "user_id", "lars"),
+        ({"metadata": '{"user_id": "pia", "tier": "gold"}'}, "user_id", "pia"),
+        ({"metadata": '{"user_id": "pia", "tier": "gold"}'}, "metadata", {"tier": "gold"}),
+        ({"ai.telemetry.metadata.sessionName": "Onboarding"}, "session_name", "Onboarding"),
+        ({"langfuse.trace.name": "lf-trace"}, "session_name", "lf-trace"),
+        ({"langfuse.trace.tags": '["a", "b"]'}, "tags", ["a", "b"]),
+        ({"tag.tags": ["x"]}, "tags", ["x"]),
+        ({"ai.telemetry.metadata.plan": "pro"}, "metadata", {"plan": "pro"}),
+        ({"langfuse.trace.metadata.env": "prod"}, "metadata", {"env": "prod"}),
+        ({"operation.cost": 0.25, "gen_ai.usage.input_tokens": 5}, "cost_usd", 0.25),
+        ({"llm.usage.total_tokens": 42}, "total_tokens", 42),
+    ],
+)  # fmt: skip
+def test_keys_of_every_convention_are_read(tmp_path, attributes, field, expected):
+    path = tmp_path / "t.jsonl"
+    attrs = {k.replace(".", "__"): v for k, v in attributes.items()}
+    path.write_text(lines(document(span("t", "1", session__id="s", **attrs))))
+    [row] = run_json("list", str(path))
+    assert row[field] == expected

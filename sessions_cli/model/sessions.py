@@ -25,7 +25,7 @@ SESSION_FIELDS = [
     "session_id", "session_name", "user_id", "users", "start", "end", "duration_ms",
     "trace_count", "span_count", "llm_call_count", "input_tokens", "output_tokens",
     "total_tokens", "cost_usd", "cost_source", "unpriced_call_count", "error_count",
-    "failed_trace_count", "models", "tags", "metadata",
+    "failed_trace_count", "models", "tags", "metadata", "session_name_source",
 ]  # fmt: skip
 TRACE_FIELDS = [
     "trace_id", "trace_name", "start", "end", "duration_ms", "span_count", "llm_call_count",
@@ -400,7 +400,8 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
     first trace's); `spans`: those with metadata, with their session_id."""
     in_session = traces.filter(pl.col("session_id").is_not_null())
     sessions = in_session.group_by("session_id", maintain_order=True).agg(
-        pl.col("session_name").drop_nulls().first(),
+        pl.col("session_name").drop_nulls().first().alias("named"),
+        pl.col("trace_name").drop_nulls().first().alias("first_trace_name"),
         pl.col("user_id").drop_nulls().first(),
         pl.col("users").pipe(_union),
         pl.col("start_ns").min(),
@@ -415,7 +416,15 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
         pl.col("tags").pipe(_union),
     )  # fmt: skip
     attribute, table = pl.col("attribute_priced") > 0, pl.col("table_priced") > 0
+    named = pl.col("named").is_not_null()
     sessions = sessions.with_columns(
+        # No session name attribute: the first trace's name, marked as such (contract §2).
+        pl.coalesce("named", "first_trace_name").alias("session_name"),
+        pl.when(named)
+        .then(pl.lit("attribute"))
+        .when(pl.col("first_trace_name").is_not_null())
+        .then(pl.lit("trace"))
+        .alias("session_name_source"),
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
         _duration_ms().alias("duration_ms"),

@@ -66,6 +66,11 @@ def _document(span: dict[str, Any]) -> dict[str, Any]:
         "startTimeUnixNano": _nanos(span.get("start_time")),
         "endTimeUnixNano": _nanos(span.get("end_time")),
         "attributes": _attributes(span.get("attributes")),
+        "events": [
+            {"name": event.get("name"), "attributes": _attributes(event.get("attributes"))}
+            for event in span.get("events") or []
+            if isinstance(event, dict)
+        ],
         "status": {
             "code": _STATUS.get(str(status.get("status_code", "")).upper(), "0"),
             "message": status.get("description"),

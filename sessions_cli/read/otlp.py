@@ -42,8 +42,12 @@ _ANY = pl.Struct(
 )
 
 
-def _document(value: pl.Struct) -> pl.Struct:
+@functools.cache
+def _document(value: pl.Struct, events: bool = False) -> pl.Struct:
+    """The dtype lines are decoded against; `events` adds span events (only read when a line
+    mentions an exception: they cost decoding time, and only that event is used)."""
     attributes = pl.List(pl.Struct({"key": _S, "value": value}))
+    with_events = {"events": pl.List(pl.Struct({"name": _S, "attributes": attributes}))}
     span = pl.Struct(
         {
             "traceId": _S,
@@ -54,6 +58,7 @@ def _document(value: pl.Struct) -> pl.Struct:
             "endTimeUnixNano": _S,
             "attributes": attributes,
             "status": pl.Struct({"code": _S, "message": _S}),
+            **(with_events if events else {}),
         }
     )
     scope = pl.Struct({"spans": pl.List(span)})
@@ -67,10 +72,8 @@ def _document(value: pl.Struct) -> pl.Struct:
     return pl.Struct({"resourceSpans": pl.List(resource_spans)})
 
 
-DOCUMENT = _document(_ANY)
-# Without the array and key-value list values: decoding is 20% faster (0.51 -> 0.41 s per
-# 150 MB of 16-span lines, one thread), and most exports have no such value.
-_SCALAR_DOCUMENT = _document(_INNER)
+# `_document(_INNER)`, without the array and key-value list values, decodes 20% faster (0.51 ->
+# 0.41 s per 150 MB of 16-span lines, one thread), and most exports have no such value.
 
 _ERROR_CODES = ("2", "STATUS_CODE_ERROR", "ERROR")
 _OK_CODES = ("1", "STATUS_CODE_OK", "OK")
@@ -103,12 +106,13 @@ def spans_from_lines(
     Raises `polars.exceptions.PolarsError` when any line does not fit the OTLP shape.
     """
     problems = Counter() if problems is None else problems
+    events = lines.str.contains('"exception"', literal=True).any()
     if not _may_nest(lines):
         try:
-            return _spans(lines, chains, problems, trust_nul, _SCALAR_DOCUMENT)
+            return _spans(lines, chains, problems, trust_nul, _document(_INNER, events))
         except _NotScalar:
             pass  # a value of a wanted key is not a scalar after all: decode it whole
-    return _spans(lines, chains, problems, trust_nul, DOCUMENT)
+    return _spans(lines, chains, problems, trust_nul, _document(_ANY, events))
 
 
 def _may_nest(lines: pl.Series) -> bool:
@@ -182,6 +186,40 @@ def _spans(
     return spans_from_rows(raw, attrs, chains, problems)
 
 
+def _with_exceptions(spans: pl.DataFrame) -> pl.DataFrame:
+    """`_exception` (the span has an `exception` event: an error, contract §2) and
+    `_exception_message`, from the `events` column when the reader decoded one (the protobuf
+    reader fills both itself)."""
+    if "_exception" in spans.columns:
+        return spans
+    none = [pl.lit(False).alias("_exception"), pl.lit(None, pl.String).alias("_exception_message")]
+    if "events" not in spans.columns:
+        return spans.with_columns(none)
+    events = (
+        spans.select("row", "events")
+        .explode("events")
+        .filter(pl.col("events").struct.field("name") == "exception")
+        .select("row", pl.col("events").struct.field("attributes"))
+    )
+    if events.is_empty():
+        return spans.with_columns(none)
+    messages = (
+        events.explode("attributes")
+        .filter(pl.col("attributes").struct.field("key") == "exception.message")
+        .select("row", _scalar_text(pl.col("attributes").struct.field("value")).alias("text"))
+        .unique("row", keep="first", maintain_order=True)
+    )
+    marked = (
+        events.select("row")
+        .unique(maintain_order=True)
+        .join(messages, on="row", how="left")
+        .select("row", pl.lit(True).alias("_exception"), pl.col("text").alias("_exception_message"))
+    )
+    return spans.join(marked, on="row", how="left", maintain_order="left").with_columns(
+        pl.col("_exception").fill_null(False)
+    )
+
+
 def wanted_keys(chains: dict[str, tuple[str, ...]]) -> list[str]:
     """The attribute keys any field reads (and, for metadata, every key under one of the
     METADATA_PREFIXES)."""
@@ -216,6 +254,7 @@ def spans_from_rows(
     if is_metadata(present).any():
         spans = spans.join(_metadata(attrs), on="row", how="left", maintain_order="left")
         extra.append("metadata")
+    spans = _with_exceptions(spans)
     *stages, last = _fields(chains, ids_are_hex(raw))
     for stage in stages:
         spans = spans.with_columns(stage)
@@ -523,8 +562,14 @@ def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[
         .then(pl.col("_start"))
         .otherwise(pl.col("_end"))
         .alias("end_time_unix_nano"),
-        status_of(status).alias("status"),
-        _clean_text(pl.col("status").struct.field("message")).alias("status_message"),
+        pl.when(pl.col("_exception"))
+        .then(pl.lit("error"))
+        .otherwise(status_of(status))
+        .alias("status"),
+        pl.coalesce(
+            _clean_text(pl.col("status").struct.field("message")),
+            _clean_text(pl.col("_exception_message")),
+        ).alias("status_message"),
         pl.when(session.str.to_lowercase().is_in(NO_SESSION_VALUES).not_())
         .then(session)
         .alias("session_id"),
@@ -614,7 +659,7 @@ def normalise_id(expr: pl.Expr, hex_len: int, all_hex: bool = False) -> pl.Expr:
 
 
 def canonical_documents(value: Any) -> list[dict[str, Any]]:
-    """One parsed JSON value -> OTLP documents in the exact shape of `DOCUMENT`.
+    """One parsed JSON value -> OTLP documents in the exact shape of `_document(_ANY, events=True)`.
 
     Accepts a document or an array of them. Raises `Malformed` with a reason otherwise.
     """
@@ -648,6 +693,11 @@ def _span(value: dict[str, Any]) -> dict[str, Any]:
     fields = ("traceId", "spanId", "parentSpanId", "name", "startTimeUnixNano", "endTimeUnixNano")
     span: dict[str, Any] = {f: _scalar(value.get(f)) for f in fields}
     span["attributes"] = _attributes(value.get("attributes"))
+    span["events"] = [
+        {"name": _scalar(event.get("name")), "attributes": _attributes(event.get("attributes"))}
+        for event in _list(value.get("events"))
+        if isinstance(event, dict)
+    ]
     status = value.get("status")
     if isinstance(status, dict):
         span["status"] = {

@@ -145,7 +145,8 @@ def spans_of(messages: list, chains: dict[str, tuple[str, ...]], problems: Count
                     status = span.status
                     spans.append((span.trace_id, span.span_id, span.parent_span_id, span.name,
                                   span.start_time_unix_nano, span.end_time_unix_nano,
-                                  status.code, status.message))  # fmt: skip
+                                  status.code, status.message,
+                                  *_exception(span.events)))  # fmt: skip
                     own = _wanted(span.attributes, wanted)
                     attrs += [(row, key, *value) for key, value in own.items()]
                     attrs += [(row, key, *value) for key, value in shared.items() if key not in own]
@@ -170,12 +171,23 @@ _Types = dict[str, pl.DataType | type[pl.DataType]]
 _RAW: _Types = {
     "traceId": pl.Binary, "spanId": pl.Binary, "parentSpanId": pl.Binary, "name": pl.String,
     "startTimeUnixNano": pl.UInt64, "endTimeUnixNano": pl.UInt64, "code": pl.Int32,
-    "message": pl.String,
+    "message": pl.String, "_exception": pl.Boolean, "_exception_message": pl.String,
 }  # fmt: skip
 _ATTRS: _Types = {
     "row": pl.UInt32, "key": pl.String, "text": pl.String, "items": pl.List(pl.String),
     "nested": pl.Boolean,
 }  # fmt: skip
+
+
+def _exception(events) -> tuple[bool, str | None]:
+    """Whether a span has an `exception` event (an error, contract §2), and its message."""
+    for event in events:
+        if event.name == "exception":
+            for attribute in event.attributes:
+                if attribute.key == "exception.message":
+                    return True, _scalar(attribute.value)
+            return True, None
+    return False, None
 
 
 def _wanted(attributes, wanted: set[str]) -> dict[str, tuple[str | None, list | None, bool]]:
