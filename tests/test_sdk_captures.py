@@ -195,3 +195,33 @@ def test_keys_of_every_convention_are_read(tmp_path, attributes, field, expected
     path.write_text(lines(document(span("t", "1", session__id="s", **attrs))))
     [row] = run_json("list", str(path))
     assert row[field] == expected
+
+
+def test_langfuse_usage_and_cost_details_and_generations(tmp_path):
+    """The Langfuse SDK's keys: usage and cost as JSON objects, the generation marker."""
+    generation = span(
+        "t",
+        "2",
+        parent="1",
+        name="llm",
+        langfuse__observation__type="generation",
+        langfuse__observation__model__name="gpt-4o",
+        langfuse__observation__usage_details='{"input": 100, "output": 20, "total": 120}',
+        langfuse__observation__cost_details='{"input": 0.003, "total": 0.0042}',
+    )
+    failed = span(
+        "t", "3", parent="1", name="llm", error=True, langfuse__observation__type="generation"
+    )
+    root = span("t", "1", name="chat", langfuse__session__id="lf-1", langfuse__user__id="lena",
+                langfuse__trace__name="Support chat")  # fmt: skip
+    path = tmp_path / "langfuse.jsonl"
+    path.write_text(lines(document(root, generation, failed)))
+    [row] = run_json("list", str(path))
+    assert (row["session_id"], row["user_id"], row["session_name"]) == (
+        "lf-1",
+        "lena",
+        "Support chat",
+    )
+    assert (row["input_tokens"], row["output_tokens"], row["total_tokens"]) == (100, 20, 120)
+    assert (row["cost_usd"], row["cost_source"]) == (0.0042, "attribute")
+    assert (row["llm_call_count"], row["models"]) == (2, ["gpt-4o"])  # the failed one counts

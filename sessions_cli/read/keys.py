@@ -20,10 +20,13 @@ SESSION_ID = (
     "langsmith.metadata.conversation_id",
 )
 
-# A JSON-object `metadata` attribute (OpenInference, pydantic-ai) is read as if each of its
-# keys were an attribute of its own under this prefix: `metadata.user_id`.
-JSON_METADATA = "metadata"
+# Attributes whose value is a JSON object, read as if each of its keys were an attribute of
+# its own, `<attribute>.<key>`: OpenInference's and pydantic-ai's `metadata`, Langfuse's usage
+# and cost details.
 JSON_METADATA_PREFIX = "metadata."
+LANGFUSE_USAGE = "langfuse.observation.usage_details"
+LANGFUSE_COST = "langfuse.observation.cost_details"
+JSON_OBJECTS = ("metadata", LANGFUSE_USAGE, LANGFUSE_COST)
 
 CHAINS: dict[str, tuple[str, ...]] = {
     "session_id": SESSION_ID,
@@ -56,13 +59,15 @@ CHAINS: dict[str, tuple[str, ...]] = {
     # Not in the contract's table: which provider served the call, a hint for the price table.
     "provider": ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "ai.model.provider"),
     # Used to recognise model-call spans that failed before reporting usage (contract §3).
-    "operation": ("gen_ai.operation.name", "openinference.span.kind"),
+    "operation": ("gen_ai.operation.name", "openinference.span.kind", "langfuse.observation.type"),
     "input_tokens": (
         "gen_ai.usage.input_tokens",
         "gen_ai.usage.prompt_tokens",
         "ai.usage.inputTokens",
         "ai.usage.promptTokens",
         "llm.token_count.prompt",
+        LANGFUSE_USAGE + ".input",
+        LANGFUSE_USAGE + ".prompt_tokens",
     ),
     "output_tokens": (
         "gen_ai.usage.output_tokens",
@@ -70,18 +75,23 @@ CHAINS: dict[str, tuple[str, ...]] = {
         "ai.usage.outputTokens",
         "ai.usage.completionTokens",
         "llm.token_count.completion",
+        LANGFUSE_USAGE + ".output",
+        LANGFUSE_USAGE + ".completion_tokens",
     ),
     "total_tokens": (
         "gen_ai.usage.total_tokens",
         "ai.usage.totalTokens",
         "llm.token_count.total",
         "llm.usage.total_tokens",
+        LANGFUSE_USAGE + ".total",
+        LANGFUSE_USAGE + ".total_tokens",
     ),
     "cost_usd": (
         "agentmark.usage.cost_usd",
         "gen_ai.usage.cost",
         "llm.cost.total",
         "operation.cost",
+        LANGFUSE_COST + ".total",
     ),
 }
 
@@ -103,7 +113,9 @@ METADATA_USED = frozenset(
 )
 
 # Values of `operation` (lower-cased) that mark a model call; and span-name endings that do.
-MODEL_CALL_OPERATIONS = ("chat", "text_completion", "generate_content", "embeddings", "llm")
+# ("generation": a Langfuse observation of type generation.)
+MODEL_CALL_OPERATIONS = ("chat", "text_completion", "generate_content", "embeddings", "llm",
+                         "generation")  # fmt: skip
 MODEL_CALL_NAME_SUFFIXES = (".doGenerate", ".doStream")
 
 # Session id values that mean "no session" (after trimming).

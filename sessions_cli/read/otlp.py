@@ -21,8 +21,7 @@ from typing import Any
 import polars as pl
 
 from sessions_cli.read.keys import (
-    JSON_METADATA,
-    JSON_METADATA_PREFIX,
+    JSON_OBJECTS,
     METADATA_PREFIXES,
     METADATA_USED,
     NO_SESSION_VALUES,
@@ -223,7 +222,7 @@ def _with_exceptions(spans: pl.DataFrame) -> pl.DataFrame:
 def wanted_keys(chains: dict[str, tuple[str, ...]]) -> list[str]:
     """The attribute keys any field reads (and, for metadata, every key under one of the
     METADATA_PREFIXES)."""
-    return sorted({k for chain in chains.values() for k in chain} | {*TAGS, JSON_METADATA})
+    return sorted({k for chain in chains.values() for k in chain} | {*TAGS, *JSON_OBJECTS})
 
 
 def is_metadata(key):
@@ -239,7 +238,7 @@ def spans_from_rows(
     and one row per wanted attribute (`row, key, text, items, nested`), resource attributes
     already merged in: where the JSON and the protobuf readers meet."""
     keys = wanted_keys(chains)
-    attrs = _with_json_metadata(attrs)
+    attrs = _with_json_objects(attrs)
     # Text fields take scalars only: an array or a key-value list there is not a session id.
     nested_text = pl.col("nested") & pl.col("key").is_in(sorted(set(keys) - set(TAGS)))
     problems["nested_text"] += attrs.select(nested_text.sum()).item()
@@ -486,29 +485,30 @@ def parse_tags(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _with_json_metadata(attrs: pl.DataFrame) -> pl.DataFrame:
-    """A JSON-object `metadata` attribute's keys as attributes of their own (`metadata.KEY`),
-    after the span's real ones (a real attribute of that name wins). Parsed once per distinct
-    text."""
-    texts = attrs.filter(pl.col("key") == JSON_METADATA).get_column("text").drop_nulls().unique()
-    if texts.is_empty():
+def _with_json_objects(attrs: pl.DataFrame) -> pl.DataFrame:
+    """The keys of JSON-object attributes (JSON_OBJECTS: `metadata`, Langfuse's usage and cost
+    details) as attributes of their own, `<attribute>.<key>`, after the span's real ones (a real
+    attribute of that name wins). Parsed once per distinct text."""
+    objects = attrs.filter(pl.col("key").is_in(JSON_OBJECTS))
+    if objects.is_empty():
         return attrs
-    pairs = [(t, JSON_METADATA_PREFIX + k, v) for t in texts for k, v in _object_pairs(t)]
-    parsed = pl.DataFrame(pairs, schema={"text": pl.String, "key": pl.String, "value": pl.String},
-                          orient="row")  # fmt: skip
-    spread = (
-        attrs.filter(pl.col("key") == JSON_METADATA)
-        .select("row", "text")
-        .join(parsed, on="text")
-        .select(
-            "row",
-            "key",
-            pl.col("value").alias("text"),
-            pl.lit(None, pl.List(pl.String)).alias("items"),
-            pl.lit(False).alias("nested"),
-        )
+    distinct = objects.select("key", "text").drop_nulls().unique()
+    pairs = [(key, text, f"{key}.{k}", v) for key, text in distinct.iter_rows()
+             for k, v in _object_pairs(text)]  # fmt: skip
+    parsed = pl.DataFrame(
+        pairs,
+        schema={"key": pl.String, "text": pl.String, "spread": pl.String, "value": pl.String},
+        orient="row",
     )
-    return pl.concat([attrs.filter(pl.col("key") != JSON_METADATA), spread.cast(attrs.schema)])
+    spread = objects.join(parsed, on=["key", "text"]).select(
+        "row",
+        pl.col("spread").alias("key"),
+        pl.col("value").alias("text"),
+        pl.lit(None, pl.List(pl.String)).alias("items"),
+        pl.lit(False).alias("nested"),
+    )
+    kept = attrs.filter(~pl.col("key").is_in(JSON_OBJECTS))
+    return pl.concat([kept, spread.cast(attrs.schema)])
 
 
 def _object_pairs(text: str) -> list[tuple[str, str]]:
