@@ -225,3 +225,24 @@ def test_langfuse_usage_and_cost_details_and_generations(tmp_path):
     assert (row["input_tokens"], row["output_tokens"], row["total_tokens"]) == (100, 20, 120)
     assert (row["cost_usd"], row["cost_source"]) == (0.0042, "attribute")
     assert (row["llm_call_count"], row["models"]) == (2, ["gpt-4o"])  # the failed one counts
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('{"resourceLogs": [{"scopeLogs": []}]}\n', "OTLP logs, not traces"),
+        ('{\n  "resourceMetrics": []\n}\n', "OTLP metrics, not traces"),
+        ('[{"id": "t1", "timestamp": "2026-11-26T08:00:00Z", "observations": []}]',
+         "a Langfuse UI export (traces or observations), not OpenTelemetry spans"),
+        ('{"id": "o1", "traceId": "t1", "type": "GENERATION", "startTime": "2026"}\n',
+         "a Langfuse UI export"),
+        ('{"id": "r1", "run_type": "llm", "trace_id": "t1"}\n', "a LangSmith run export"),
+        ("{}\n", "resourceSpans is null, not an array"),
+    ],
+)  # fmt: skip
+def test_a_file_of_something_else_says_what_it_is(tmp_path, text, said):
+    path = tmp_path / "export.json"
+    path.write_text(text)
+    result = run("list", str(path))
+    assert said in result.stderr
+    assert run("stats", str(path), "--max-total-cost", "1").exit_code == 1  # never a pass

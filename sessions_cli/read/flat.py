@@ -25,6 +25,7 @@ from sessions_cli.read.otlp import (
     parse_tags,
     status_of,
     token_count,
+    what_else,
 )
 from sessions_cli.read.schema import SPAN_SCHEMA, conform
 
@@ -77,6 +78,9 @@ def read_jsonl(text: str, label: str, report: Any, problems: Counter) -> pl.Data
             continue
         if not isinstance(value, dict):
             report.bad_line(label, number, "expected a span record (a JSON object)")
+            continue
+        if "span_id" not in value and (other := what_else(value)):
+            report.bad_line(label, number, other)
             continue
         rows.append({k: _text(v) for k, v in value.items() if k in _TEXT_COLUMNS})
     if not rows:

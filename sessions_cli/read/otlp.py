@@ -83,8 +83,10 @@ class Malformed(ValueError):
 
 
 class SuspectText(ValueError):
-    """Decoded text holds NUL: polars decodes a lone UTF-16 surrogate escape ("\\ud800") to
-    NUL, silently. The caller decodes such a chunk again in Python, which keeps the difference."""
+    """What the fast path cannot be trusted with, so the caller decodes the chunk again in
+    Python, line by line: text holding NUL (polars decodes a lone UTF-16 surrogate escape
+    "\\ud800" to NUL, silently), or a line without resourceSpans (polars' decoder would
+    give it no spans, silently; the slow path names it)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,6 +132,8 @@ def _spans(
     lines: pl.Series, chains, problems: Counter, trust_nul: bool, document: pl.Struct
 ) -> pl.DataFrame:
     docs = _decoded(lines, document)
+    if docs.struct.field("resourceSpans").is_null().any():
+        raise SuspectText  # a line that is not OTLP traces (logs, {}): named line by line
     resources = (
         pl.DataFrame({"doc": docs})
         .select(pl.col("doc").struct.field("resourceSpans").alias("r"))
@@ -669,8 +673,25 @@ def canonical_documents(value: Any) -> list[dict[str, Any]]:
         raise Malformed(f"expected an OTLP object, found {_kind(value)}")
     resource_spans = value.get("resourceSpans")
     if not isinstance(resource_spans, list):
-        raise Malformed(f"resourceSpans is {_kind(resource_spans)}, not an array")
+        raise Malformed(
+            what_else(value) or f"resourceSpans is {_kind(resource_spans)}, not an array"
+        )
     return [{"resourceSpans": [_resource(r) for r in resource_spans if isinstance(r, dict)]}]
+
+
+def what_else(value: dict[str, Any]) -> str | None:
+    """What a JSON object without spans is, when it is something users export by mistake."""
+    if "resourceLogs" in value:
+        return "OTLP logs, not traces"
+    if "resourceMetrics" in value:
+        return "OTLP metrics, not traces"
+    if "observations" in value or {"traceId", "type", "startTime"} <= value.keys():
+        return ("a Langfuse UI export (traces or observations), not OpenTelemetry spans: export "
+                "OTLP from the app instead")  # fmt: skip
+    if {"run_type", "trace_id"} <= value.keys():
+        return ("a LangSmith run export, not OpenTelemetry spans: use LangSmith's OTel mode "
+                "instead")  # fmt: skip
+    return None
 
 
 def _resource(value: dict[str, Any]) -> dict[str, Any]:
