@@ -20,6 +20,12 @@ def _read_workers() -> int:
     return max(1, min(_cores(), 8))
 
 
+def _protobuf_processes() -> int:
+    # Walking protobuf messages is Python (one core per process); each process holds a batch of
+    # bodies and its frame, and costs a start-up, so there are fewer than read threads.
+    return max(1, min(_cores(), 4))
+
+
 def _model_workers() -> int:
     # One group is summarised while the next is read; each group in flight holds its spans.
     return max(1, min(_cores(), 4))
@@ -29,6 +35,9 @@ def _model_workers() -> int:
 class Tuning:
     # Threads that decode batches of JSON lines at once.
     read_workers: int = field(default_factory=_read_workers)
+    # Processes that walk batches of protobuf messages at once, for an input of more than one
+    # batch (1: in the main process).
+    protobuf_processes: int = field(default_factory=_protobuf_processes)
     # Groups of whole traces summarised at once while the model is built.
     model_workers: int = field(default_factory=_model_workers)
     # A batch of JSON lines handed to one worker: most steps after decoding cost per call,
@@ -44,6 +53,7 @@ class Tuning:
     def __post_init__(self) -> None:
         for name in (
             "read_workers",
+            "protobuf_processes",
             "model_workers",
             "chunk_bytes",
             "max_line_bytes",

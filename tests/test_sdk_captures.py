@@ -246,3 +246,22 @@ def test_a_file_of_something_else_says_what_it_is(tmp_path, text, said):
     result = run("list", str(path))
     assert said in result.stderr
     assert run("stats", str(path), "--max-total-cost", "1").exit_code == 1  # never a pass
+
+
+def test_protobuf_batches_walked_in_worker_processes_give_the_same_spans():
+    from sessions_cli.read import keys
+    from sessions_cli.read import sources as inputs
+    from sessions_cli.store import loading
+    from sessions_cli.tuning import Tuning
+
+    # Every capture's bodies, framed, in one folder: batches of one message each.
+    paths = [FIXTURES / f"sdk-{library}.binpb" for library in LIBRARIES]
+    sources = [inputs.Source(str(p), p) for p in paths]
+
+    def spans(**tuning) -> list[tuple]:
+        frame, _ = loading.read_spans(sources, keys.CHAINS, tuning=Tuning(**tuning))
+        return sorted(frame.drop("metadata", "tags").rows())
+
+    inline = spans(protobuf_processes=1)
+    assert len(inline) == 3 * (4 + 4)  # three captures of two sessions, four spans each
+    assert spans(chunk_bytes=1, protobuf_processes=2) == inline

@@ -17,7 +17,7 @@ import os
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -261,9 +261,17 @@ class _Reader:
         self.progress = progress
         self.bytes_read = 0
         self.workers = tuning.read_workers
+        self.protobuf_processes = tuning.protobuf_processes
         self.pool: ThreadPoolExecutor | None = None
         self.batch: list[_Piece] = []
         self.batch_bytes = 0
+        # Protobuf request bodies, batched like JSON pieces. Walking them is Python (the GIL),
+        # so batches past the first go to worker processes, started only for such an input.
+        self.bodies: list[bytes] = []
+        self.bodies_label = ""
+        self.bodies_bytes = 0
+        self.processes: ProcessPoolExecutor | None = None
+        self.protobuf_batches = 0
         self.queue: deque = deque()  # frames and pending batches, in reading order
 
     def __enter__(self) -> _Reader:
@@ -274,10 +282,13 @@ class _Reader:
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.processes is not None:
+            self.processes.shutdown(wait=True, cancel_futures=True)
 
     def add_frame(self, frame: pl.DataFrame) -> None:
         """Spans read whole (Parquet, CSV, a JSON document), in their place in the order."""
         self._submit()
+        self._submit_bodies()
         self.queue.append(frame)
         self._drain(keep=self.workers)
 
@@ -297,14 +308,49 @@ class _Reader:
             on_long_line=long_line,
             on_cut_short=cut_short,
         )
+        self._submit_bodies()
         for first_line_no, data in pieces:
             self.batch.append(_Piece(label, first_line_no, data))
             self.batch_bytes += len(data)
             if self.batch_bytes >= self.chunk_bytes:
                 self._submit()
 
+    def add_body(self, body: bytes, label: str) -> None:
+        """One protobuf ExportTraceServiceRequest (already checked to parse), in its place in
+        the order."""
+        self._submit()
+        if not self.bodies:
+            self.bodies_label = label
+        elif label != self.bodies_label and not self.bodies_label.endswith("more files)"):
+            self.bodies_label += " (and more files)"
+        self.bodies.append(body)
+        self.bodies_bytes += len(body)
+        if self.bodies_bytes >= self.chunk_bytes:
+            self._submit_bodies()
+
+    def _submit_bodies(self) -> None:
+        if not self.bodies:
+            return
+        bodies, size, label = self.bodies, self.bodies_bytes, self.bodies_label
+        self.bodies, self.bodies_bytes = [], 0
+        self.protobuf_batches += 1
+        if self.protobuf_batches == 2 and self.protobuf_processes > 1:  # a big input
+            import multiprocessing
+
+            # spawn, not fork: polars' thread pool does not survive a fork
+            self.processes = ProcessPoolExecutor(
+                self.protobuf_processes, mp_context=multiprocessing.get_context("spawn")
+            )
+        if self.processes is None:
+            self.queue.append((_parse_bodies(bodies, self.chains, label), size))
+        else:
+            job = self.processes.submit(_parse_bodies, bodies, self.chains, label)
+            self.queue.append((job, size))
+        self._drain(keep=self.workers)
+
     def finish(self) -> None:
         self._submit()
+        self._submit_bodies()
         self._drain(keep=0)
 
     def _submit(self) -> None:
@@ -412,27 +458,22 @@ def _read_console(data: bytes, label: str, reader: _Reader) -> None:
 
 
 def _read_framed(stream: BinaryIO, label: str, reader: _Reader) -> None:
-    """The Collector's framed protobuf, decoded a batch of about `chunk_bytes` at a time."""
-    batch: list = []
-    size = 0
+    """The Collector's framed protobuf: each message checked here (a bad one ends the file
+    there, keeping what came before), decoded in batches by the reader."""
     offset = 0
     try:
         for body in protobuf.frames(stream):
             try:
-                batch.append(protobuf.request(body, label))
+                protobuf.request(body, label)
             except InputError:
                 raise protobuf.Truncated(
                     f"the message at byte {offset:,} is not an OTLP traces request; the "
                     "messages before it are read, the rest is lost"
                 ) from None
-            size += len(body)
             offset += 4 + len(body)
-            if size >= reader.chunk_bytes:
-                _add_requests(batch, label, reader)
-                batch, size = [], 0
+            reader.add_body(body, label)
     except protobuf.Truncated as exc:
         reader.report.truncated[label] = str(exc)
-    _add_requests(batch, label, reader)
 
 
 def _read_body(data: bytes, label: str, reader: _Reader, *, explicit: bool) -> None:
@@ -451,15 +492,7 @@ def _read_body(data: bytes, label: str, reader: _Reader, *, explicit: bool) -> N
         other = protobuf.what_else(data)
         if other:
             raise InputError(f"{label}: {other}: expected trace spans")
-    _add_requests([message], label, reader)
-
-
-def _add_requests(messages: list, label: str, reader: _Reader) -> None:
-    if not messages:
-        return
-    problems: Counter = Counter()
-    reader.add_frame(compact(protobuf.spans_of(messages, reader.chains, problems)))
-    reader.report.add_problems(label, problems)
+    reader.add_body(data, label)
 
 
 def _stdin() -> BinaryIO:
@@ -709,6 +742,15 @@ class _Parsed:
     invalid_utf8: set[str] = field(default_factory=set)
     surrogates: set[str] = field(default_factory=set)
     problems: Counter = field(default_factory=Counter)
+
+
+def _parse_bodies(bodies: list[bytes], chains, label: str) -> _Parsed:
+    """A batch of protobuf request bodies -> normalised spans (run in a worker process for a
+    big input: module-level, and everything it takes and returns pickles)."""
+    parsed = _Parsed(label, empty_spans())
+    messages = [protobuf.request(body, label) for body in bodies]
+    parsed.spans = compact(protobuf.spans_of(messages, chains, parsed.problems))
+    return parsed
 
 
 def _parse_pieces(pieces: list[_Piece], chains) -> _Parsed:
