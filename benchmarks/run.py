@@ -88,7 +88,48 @@ def bench_size(spans: int, data: Path, repeat: int, duckdb: bool) -> list[tuple]
     rows.append((spans, size_mb, f"parquet vs json: whole command {wall / p_wall:.1f}x faster",
                  None, None))  # fmt: skip
     rows.append(reading_alone(path, parquet, spans, size_mb, repeat))
+    rows += protobuf_rows(path, data, spans, repeat, wall)
     return rows
+
+
+def protobuf_rows(path: Path, data: Path, spans: int, repeat: int, json_wall: float) -> list:
+    """The same spans as the Collector's framed protobuf: `sessions list` on it, and its time
+    per span against the JSON lines'."""
+    framed = data / f"otlp-{spans}.binpb"
+    if not framed.exists():
+        print(f"writing {framed} ...", file=sys.stderr)
+        write_framed_protobuf(path, framed)
+    wall, peak = runs([SESSIONS, "list", str(framed), "--json"], repeat)
+    size_mb = framed.stat().st_size / 1e6
+    ratio = (f"protobuf vs json: {wall / json_wall:.2f}x the time per span" if wall >= json_wall
+             else f"protobuf vs json: {json_wall / wall:.2f}x faster per span")  # fmt: skip
+    return [(spans, size_mb, "sessions list (framed protobuf)", wall, peak),
+            (spans, size_mb, ratio, None, None)]  # fmt: skip
+
+
+def write_framed_protobuf(path: Path, out: Path) -> None:
+    """Each JSON line as an ExportTraceServiceRequest, length-framed as the Collector's `file`
+    exporter writes it (OTLP JSON ids are hex; protobuf's JSON mapping wants base64)."""
+    import base64
+
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    with path.open() as lines, out.open("wb") as framed:
+        for line in lines:
+            doc = json.loads(line)
+            for resource in doc["resourceSpans"]:
+                for scope in resource.get("scopeSpans", []):
+                    for span in scope["spans"]:
+                        for key in ("traceId", "spanId", "parentSpanId"):
+                            if span.get(key):
+                                span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
+            message = json_format.ParseDict(doc, ExportTraceServiceRequest(),
+                                            ignore_unknown_fields=True)  # fmt: skip
+            body = message.SerializeToString()
+            framed.write(len(body).to_bytes(4, "big") + body)
 
 
 def reading_alone(path: Path, parquet: Path, spans: int, size_mb: float, repeat: int) -> tuple:
