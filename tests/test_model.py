@@ -208,7 +208,14 @@ def test_price_rates_are_cached_on_disk_and_a_broken_cache_is_ignored(tmp_path, 
     rates = json.loads(cache.read_text())
     assert rates["gpt-4o-mini\topenai"][0] is False  # not tiered
     assert rates["gpt-4o-mini\topenai"][2] == pytest.approx(0.15 / 1_000_000)
-    assert rates["acme-local-7b\t"] == [False, None, None, None]  # unknown: remembered as such
+    assert rates["acme-local-7b\t"] == [
+        False,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]  # unknown: remembered as such
     assert run_json("list", str(REAL)) == first  # from the cache
     cache.write_text("{not json")
     pricing._stored_rates.cache_clear()  # as a new process would: read the file again

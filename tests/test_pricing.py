@@ -19,9 +19,16 @@ CALLS = pl.DataFrame(
         ("acme-local-7b", None, 10, 10, None),  # not in the table
         (None, None, 10, 10, None),
     ],
-    schema={"model": pl.String, "provider": pl.String, "input_tokens": pl.Int64,
-            "output_tokens": pl.Int64, "cost_usd": pl.Float64},
+    schema={
+        "model": pl.String,
+        "provider": pl.String,
+        "input_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+        "cost_usd": pl.Float64,
+    },
     orient="row",
+).with_columns(
+    cache_read_tokens=pl.lit(None, pl.Int64), cache_write_tokens=pl.lit(None, pl.Int64)
 )  # fmt: skip
 
 
@@ -54,3 +61,18 @@ def test_a_price_file_entry_overrides_the_table():
     costs = priced.get_column("call_cost_usd").to_list()
     assert costs[:2] == pytest.approx([300_000 * 1.0 / 1e6, 1_000 * 1.0 / 1e6])
     assert costs[3] == pytest.approx(library_price("gpt-4o", "openai", 1_000, None))
+
+
+def test_cache_tokens_are_priced_at_their_own_rates():
+    """Anthropic's list prices per million: input $3, output $15, cache reads $0.30, cache
+    writes $3.75; cache tokens are part of the input count."""
+    calls = pl.DataFrame(
+        [("claude-3-5-sonnet-20241022", "anthropic", 10_000, 1_000, None, 6_000, 2_000)],
+        schema={"model": pl.String, "provider": pl.String, "input_tokens": pl.Int64,
+                "output_tokens": pl.Int64, "cost_usd": pl.Float64,
+                "cache_read_tokens": pl.Int64, "cache_write_tokens": pl.Int64},
+        orient="row",
+    )  # fmt: skip
+    [cost] = pricing.price_calls(calls, "auto", {}).get_column("call_cost_usd").to_list()
+    uncached = 10_000 - 6_000 - 2_000
+    assert cost == pytest.approx((uncached * 3 + 6_000 * 0.30 + 2_000 * 3.75 + 1_000 * 15) / 1e6)

@@ -265,3 +265,21 @@ def test_protobuf_batches_walked_in_worker_processes_give_the_same_spans():
     inline = spans(protobuf_processes=1)
     assert len(inline) == 3 * (4 + 4)  # three captures of two sessions, four spans each
     assert spans(chunk_bytes=1, protobuf_processes=2) == inline
+
+
+def test_cache_and_reasoning_tokens_are_fields_of_their_own_and_priced(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(lines(document(span(
+        "t", "1", session__id="s", gen_ai__request__model="claude-3-5-sonnet-20241022",
+        gen_ai__system="anthropic", gen_ai__usage__input_tokens=10_000,
+        gen_ai__usage__output_tokens=1_000, gen_ai__usage__cache_read__input_tokens=6_000,
+        gen_ai__usage__cache_creation__input_tokens=2_000,
+        gen_ai__usage__reasoning__output_tokens=400,
+    ))))  # fmt: skip
+    [row] = run_json("list", str(path))
+    assert (row["cache_read_tokens"], row["cache_write_tokens"], row["reasoning_tokens"]) == (
+        6_000, 2_000, 400)  # fmt: skip
+    assert row["total_tokens"] == 11_000  # parts of input and output, not added again
+    # $3 input, $0.30 cache read, $3.75 cache write, $15 output per million
+    assert row["cost_usd"] == pytest.approx((2_000 * 3 + 6_000 * 0.3 + 2_000 * 3.75
+                                             + 1_000 * 15) / M)  # fmt: skip

@@ -77,7 +77,7 @@ def price_calls(
 ) -> pl.DataFrame:
     """Add `call_cost_usd` and `call_cost_source` to a frame of LLM calls.
 
-    Needs the columns model, provider, input_tokens, output_tokens, cost_usd.
+    Needs the columns model, provider, PRICED_TOKENS and cost_usd.
     """
     calls = calls.with_columns(pl.col("model", "provider").cast(pl.String))
     attribute = pl.col("cost_usd") if mode != "calculate" else pl.lit(None, pl.Float64)
@@ -100,7 +100,10 @@ def price_calls(
     ).drop("table_cost_usd", strict=False)
 
 
-_KEYS = ["model", "provider", "input_tokens", "output_tokens"]
+# Cache reads and writes are part of input_tokens, priced at their own rates where the table
+# has them (genai-prices' convention too).
+PRICED_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+_KEYS = ["model", "provider", *PRICED_TOKENS]
 # Money is computed and summed as an exact decimal (to 1e-18 USD), so that totals do not depend
 # on the order spans arrive in and carry no binary float noise; floats are only for output.
 EXACT = pl.Decimal(38, 18)
@@ -127,43 +130,51 @@ def _table_costs(calls: pl.DataFrame, needs_table: pl.Expr, overrides) -> pl.Ser
     rates = pl.DataFrame(
         found,
         schema={"model": pl.String, "provider": pl.String, "tiered": pl.Boolean,
-                "fixed": pl.Float64, "per_input": pl.Float64, "per_output": pl.Float64},
+                "fixed": pl.Float64, "per_input": pl.Float64, "per_output": pl.Float64,
+                "per_cache_read": pl.Float64, "per_cache_write": pl.Float64},
         orient="row",
     )  # fmt: skip
     priced = calls.select(*_KEYS, needs_table.alias("needs_table")).join(
         rates, on=["model", "provider"], how="left", nulls_equal=True, maintain_order="left"
     )
-    tokens_in, tokens_out = (
-        pl.col("input_tokens").fill_null(0),
-        pl.col("output_tokens").fill_null(0),
+    read, write = (
+        pl.col("cache_read_tokens").fill_null(0),
+        pl.col("cache_write_tokens").fill_null(0),
     )
+    uncached = (pl.col("input_tokens").fill_null(0) - read - write).clip(lower_bound=0)
+    tokens_out = pl.col("output_tokens").fill_null(0)
     # In exact decimals: float arithmetic would leave noise (0.010326000000000002) that the
     # exact sums then carry into every total and every JSON number.
     linear = (
         exact(pl.col("fixed"))
-        + tokens_in.cast(EXACT) * exact(pl.col("per_input"))
+        + uncached.cast(EXACT) * exact(pl.col("per_input"))
+        + read.cast(EXACT) * exact(pl.col("per_cache_read"))
+        + write.cast(EXACT) * exact(pl.col("per_cache_write"))
         + tokens_out.cast(EXACT) * exact(pl.col("per_output"))
     ).cast(pl.Float64)
     cost: pl.Expr = pl.when(pl.col("needs_table") & ~pl.col("tiered")).then(linear)
     if rates.get_column("tiered").any():
         combos = priced.filter(pl.col("needs_table") & pl.col("tiered")).select(_KEYS).unique()
         with _LOOKUPS:
-            tiered = [_genai_price(m, p, i or 0, o or 0) for m, p, i, o in combos.iter_rows()]
+            tiered = [_genai_price(m, p, *(n or 0 for n in tokens))
+                      for m, p, *tokens in combos.iter_rows()]  # fmt: skip
         combos = combos.with_columns(pl.Series("tiered_cost_usd", tiered, dtype=pl.Float64))
         priced = priced.join(combos, on=_KEYS, how="left", nulls_equal=True, maintain_order="left")
         cost = pl.coalesce(cost, pl.when(pl.col("needs_table")).then("tiered_cost_usd"))
     return priced.select(cost.alias("table_cost_usd")).to_series()
 
 
-# (tiered, fixed fee, USD per input token, USD per output token); None where unknown.
-Rate = tuple[bool, float | None, float | None, float | None]
+# (tiered, fixed fee, USD per input, output, cache-read and cache-write token); None where
+# unknown.
+Rate = tuple[bool, float | None, float | None, float | None, float | None, float | None]
 
 
 def _rate(model: str, provider: str | None, overrides, cache) -> Rate:
-    """(tiered, fixed fee, USD per input token, USD per output token) for one model."""
+    """The Rate of one model. A --prices override has no cache rates: cache tokens are input."""
     override = overrides.get(model.casefold())
     if override is not None:
-        return False, 0.0, override[0] / 1_000_000, override[1] / 1_000_000
+        per_input = override[0] / 1_000_000
+        return False, 0.0, per_input, override[1] / 1_000_000, per_input, per_input
     key = f"{model}\t{provider or ''}"
     if key not in cache.rates:
         cache.rates[key] = list(_genai_rate(model, provider))
@@ -205,7 +216,7 @@ def _stored_rates(path: Path | None) -> dict[str, list]:
         return {}
     if not isinstance(loaded, dict):
         return {}
-    return {k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 4}
+    return {k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 6}
 
 
 def _cache_file() -> Path | None:
@@ -220,7 +231,7 @@ def _cache_file() -> Path | None:
 
 # Bumped when the way a model name is looked up changes, so that rates cached by an earlier
 # lookup (a name it could not price, say) are not reused.
-_LOOKUP_VERSION = 2
+_LOOKUP_VERSION = 3
 
 
 @cache
@@ -237,29 +248,40 @@ def _release() -> str | None:
 def _genai_rate(model: str, provider: str | None) -> Rate:
     probe = _calculation(model, provider, 0, 0)
     if probe is None:
-        return False, None, None, None
+        return False, None, None, None, None, None
     from genai_prices.types import TieredPrices
 
     if any(isinstance(v, TieredPrices) for v in vars(probe.model_price).values()):
-        return True, None, None, None
+        return True, None, None, None, None, None
     fixed = probe.total_price
-    per_input = _calculation(model, provider, 1_000_000, 0).total_price - fixed
-    per_output = _calculation(model, provider, 0, 1_000_000).total_price - fixed
-    return False, float(fixed), float(per_input) / 1_000_000, float(per_output) / 1_000_000
+    million = 1_000_000
+
+    def per_token(*usage: int) -> float:
+        return float(_calculation(model, provider, *usage).total_price - fixed) / million
+
+    # Cache tokens are part of the input: a million of them costs a million input tokens'
+    # worth less the input rate, plus the cache rate.
+    per_input = per_token(million, 0)
+    per_read = per_token(million, 0, million, 0)
+    per_write = per_token(million, 0, 0, million)
+    return (False, float(fixed), per_input, per_token(0, million), per_read, per_write)
 
 
-def _genai_price(model: str, provider: str | None, inp: int, out: int) -> float | None:
-    calculation = _calculation(model, provider, inp, out)
+def _genai_price(
+    model: str, provider: str | None, inp: int, out: int, read: int = 0, write: int = 0
+) -> float | None:
+    calculation = _calculation(model, provider, inp, out, read, write)
     return None if calculation is None else float(calculation.total_price)
 
 
-def _calculation(model: str, provider: str | None, inp: int, out: int):
+def _calculation(model: str, provider: str | None, inp: int, out: int, read=0, write=0):
     """genai-prices' price of one call: by model and provider, then by model alone; a gateway
     name such as `openai/gpt-4o` (LiteLLM, OpenRouter, the Vercel AI gateway) is then tried
     as provider `openai`, model `gpt-4o`."""
     from genai_prices import Usage, calc_price
 
-    usage = Usage(input_tokens=inp, output_tokens=out)
+    usage = Usage(input_tokens=inp, output_tokens=out, cache_read_tokens=read,
+                  cache_write_tokens=write)  # fmt: skip
     tries = [(model, provider), (model, None)] if provider else [(model, None)]
     prefix, _, rest = model.partition("/")
     if prefix and rest:

@@ -19,12 +19,14 @@ import polars as pl
 from sessions_cli.kinds import CostMode
 from sessions_cli.model import pricing
 from sessions_cli.read.keys import MODEL_CALL_NAME_SUFFIXES, MODEL_CALL_OPERATIONS
+from sessions_cli.read.schema import TOKEN_PARTS
 from sessions_cli.store.traces import TraceStore
 
 SESSION_FIELDS = [
     "session_id", "session_name", "user_id", "users", "start", "end", "duration_ms",
     "trace_count", "span_count", "llm_call_count", "input_tokens", "output_tokens",
-    "total_tokens", "cost_usd", "cost_source", "unpriced_call_count", "error_count",
+    "total_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
+    "cost_source", "unpriced_call_count", "error_count",
     "failed_trace_count", "models", "tags", "metadata", "session_name_source",
 ]  # fmt: skip
 TRACE_FIELDS = [
@@ -35,7 +37,7 @@ TRACE_FIELDS = [
 ORPHAN_FIELDS = [*TRACE_FIELDS[:2], "user_id", *TRACE_FIELDS[2:]]
 
 _USAGE = ("input_tokens", "output_tokens", "total_tokens", "cost_usd")
-_TOKENS = ("input_tokens", "output_tokens", "total_tokens")
+_TOKENS = ("input_tokens", "output_tokens", "total_tokens", *TOKEN_PARTS)
 # An LLM call that used tokens but has no cost: its cost is unknown, not $0 (contract §3). A
 # call of zero tokens costs nothing at any per-token price.
 UNPRICED_CALL = (
@@ -203,7 +205,7 @@ def annotate(
     calls = pricing.price_calls(
         spans.with_row_index("row")
         .filter("is_llm_call")
-        .select("row", "model", "provider", "input_tokens", "output_tokens", "cost_usd"),
+        .select("row", "model", "provider", *pricing.PRICED_TOKENS, "cost_usd"),
         cost_mode,
         prices,
     )

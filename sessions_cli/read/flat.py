@@ -27,7 +27,7 @@ from sessions_cli.read.otlp import (
     token_count,
     what_else,
 )
-from sessions_cli.read.schema import SPAN_SCHEMA, conform
+from sessions_cli.read.schema import SPAN_SCHEMA, TOKEN_PARTS, conform
 
 PARQUET_ROWS = 100_000  # spans taken from a Parquet file at a time
 # Parquet key-value metadata that `convert` writes: the row counts of its groups, in file
@@ -129,7 +129,7 @@ def normalise(frame: pl.DataFrame, problems: Counter | None = None) -> pl.DataFr
     # As text: a typed 12.5 must fail as "12.5" does, not be cut to 12.
     usage = {
         name: token_count(column(name).cast(pl.String))
-        for name in ("input_tokens", "output_tokens")
+        for name in ("input_tokens", "output_tokens", *TOKEN_PARTS)
     }
     total = token_count(column("total_tokens").cast(pl.String))
     cost = money(column("cost_usd"))

@@ -86,6 +86,23 @@ CHAINS: dict[str, tuple[str, ...]] = {
         LANGFUSE_USAGE + ".total",
         LANGFUSE_USAGE + ".total_tokens",
     ),
+    # Parts of the input and output counts above, not added to them.
+    "cache_read_tokens": (
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.cache_read_input_tokens",
+        "ai.usage.cachedInputTokens",
+        "llm.token_count.prompt_details.cache_read",
+    ),
+    "cache_write_tokens": (
+        "gen_ai.usage.cache_creation.input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens",
+        "llm.token_count.prompt_details.cache_write",
+    ),
+    "reasoning_tokens": (
+        "gen_ai.usage.reasoning.output_tokens",
+        "ai.usage.reasoningTokens",
+        "llm.token_count.completion_details.reasoning",
+    ),
     "cost_usd": (
         "agentmark.usage.cost_usd",
         "gen_ai.usage.cost",

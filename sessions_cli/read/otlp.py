@@ -27,7 +27,7 @@ from sessions_cli.read.keys import (
     NO_SESSION_VALUES,
     TAGS,
 )
-from sessions_cli.read.schema import conform, empty_spans
+from sessions_cli.read.schema import TOKEN_PARTS, conform, empty_spans
 
 _S = pl.String()
 _SCALARS = ("stringValue", "intValue", "doubleValue", "boolValue", "bytesValue")
@@ -327,6 +327,7 @@ def _count_problems(spans: pl.DataFrame, problems: Counter) -> None:
         unusable("_input_tokens", "_in")
         + unusable("_output_tokens", "_out")
         + unusable("_total_tokens", "_total")
+        + sum(unusable(f"_{part}", f"_{part}_count") for part in TOKEN_PARTS)
         + unusable("_cost_usd", "_cost")
     )
     found = spans.select(
@@ -551,6 +552,7 @@ def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[
         token_count(pl.col("_input_tokens")).alias("_in"),
         token_count(pl.col("_output_tokens")).alias("_out"),
         token_count(pl.col("_total_tokens")).alias("_total"),
+        *(token_count(pl.col(f"_{part}")).alias(f"_{part}_count") for part in TOKEN_PARTS),
         money(pl.col("_cost_usd")).alias("_cost"),
         start.alias("_start"),
         end.alias("_end"),
@@ -589,6 +591,7 @@ def _fields(chains: dict[str, tuple[str, ...]], ids_are_hex: bool) -> list[list[
                 tokens_in.fill_null(0) + tokens_out.fill_null(0)
             ),
         ).alias("total_tokens"),
+        *(pl.col(f"_{part}_count").alias(part) for part in TOKEN_PARTS),
         pl.col("_cost").alias("cost_usd"),
     ]
     return [missing, counts, normalised]

@@ -29,10 +29,19 @@ SPAN_SCHEMA: dict[str, pl.DataType] = {
     "input_tokens": pl.Int64(),
     "output_tokens": pl.Int64(),
     "total_tokens": pl.Int64(),
+    # Parts of input (cache reads and writes) and of output (reasoning), priced at their rates.
+    "cache_read_tokens": pl.Int64(),
+    "cache_write_tokens": pl.Int64(),
+    "reasoning_tokens": pl.Int64(),
     "cost_usd": pl.Float64(),  # the span's own cost attribute, when valid
     "tags": pl.List(pl.String()),
     "metadata": KV,  # agentmark.metadata.<key> pairs, in attribute order
 }
+
+
+# Token counts that are parts of input_tokens (cache reads, cache writes) or of output_tokens
+# (reasoning), read and summed like them.
+TOKEN_PARTS = ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 def empty_spans() -> pl.DataFrame:
