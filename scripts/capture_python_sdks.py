@@ -127,8 +127,11 @@ def run_app(library: str, prefix: str) -> None:
                            max_retries=0)  # fmt: skip
     for session_id, user_id, turns in SESSIONS:
         for number, (model, prompt, completion) in enumerate(turns, start=1):
-            with session_context(session_id, user_id), tracer.start_as_current_span(
-                "chat-turn", attributes=_turn_attributes(library, session_id, user_id)
+            with (
+                session_context(session_id, user_id),
+                tracer.start_as_current_span(
+                    "chat-turn", attributes=_turn_attributes(library, session_id, user_id)
+                ),
             ):
                 print(f"turn {number} of {session_id}", file=console, flush=True)  # app output
                 client.chat.completions.create(
