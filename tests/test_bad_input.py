@@ -4,6 +4,7 @@ is still counted, and the exit code, with and without --strict. Then output safe
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 
@@ -273,3 +274,75 @@ def test_ten_thousand_files_in_a_directory(tmp_path):
     )
     assert stderr[-2] == f"{W}... and 5 more files with malformed lines"
     assert stderr[-1] == unpriced(10_000)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile input, round two (issue 19): each ends with a message naming the file, never an
+# internal error, and what is intact still counts
+
+
+def _good_line() -> str:
+    return lines(document(span("t1", "1", session__id="sess-ok", gen_ai__usage__input_tokens=5)))
+
+
+def _hostile_files(tmp_path):
+    line = _good_line()
+    deep = ('{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "a", "attributes": '
+            '[{"key": "x", "value": ' + "[" * 5000 + "]" * 5000 + "}]}]}]}]}\n")  # fmt: skip
+    gzipped = gzip.compress(line.encode())
+    import polars as pl
+
+    frame = pl.DataFrame({"trace_id": [bytes.fromhex("0123456789abcdef0123456789abcdef")],
+                          "span_id": [bytes.fromhex("0123456789abcdef")], "session_id": ["sess-ok"],
+                          "input_tokens": [5]})  # fmt: skip
+    frame.write_parquet(tmp_path / "binary_ids.parquet")
+    files = {
+        "leading_space.jsonl": " " + line,
+        "leading_blank_lines.jsonl": "\n\n\n" + line,
+        "leading_9k_whitespace.jsonl": " " * 9000 + line,
+        "deeper_than_1000.jsonl": deep + line,
+        "gzip_in_gzip.jsonl.gz": gzip.compress(gzipped),
+    }
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return ["binary_ids.parquet", *files]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["leading_space.jsonl", "leading_blank_lines.jsonl", "leading_9k_whitespace.jsonl",
+     "deeper_than_1000.jsonl", "gzip_in_gzip.jsonl.gz", "binary_ids.parquet"],
+)  # fmt: skip
+def test_hostile_files_that_hold_a_good_span_give_it(tmp_path, name):
+    _hostile_files(tmp_path)
+    code, found, stderr = listed(tmp_path / name)
+    assert code == 0
+    assert found == {"sess-ok": (1, 5)}
+    assert not any("internal error" in line for line in stderr)
+    if name == "deeper_than_1000.jsonl":
+        assert stderr[0].endswith("first: invalid JSON (nested deeper than the reader follows "
+                                  "(about 1,000 levels)))")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [(b"\x28\xb5\x2f\xfd" + bytes(range(100)), "cannot read (zstd decompress error"),
+     (gzip.compress(b"x" * 100)[:10] + b"\xff" * 40, "cannot read (Error -3 while decompressing"),
+     (b"trace_id,span_id\n0123456789abcdef0123456789abcdef,0123456789abcdef,extra\n",
+      "unreadable CSV (found more fields than defined"),
+     (b'trace_id,span_id,session_id\n0123456789abcdef0123456789abcdef,0123456789abcdef,"s\n',
+      "unreadable CSV (could not parse")],
+)  # fmt: skip
+def test_unreadable_files_are_named_and_a_directory_goes_on_without_them(tmp_path, content, said):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(content)
+    alone = run("list", str(bad))
+    assert alone.exit_code == 1
+    assert alone.stderr.startswith(f"sessions: error: {bad}: {said}")
+    (tmp_path / "good.jsonl").write_text(_good_line())
+    code, found, stderr = listed(tmp_path)
+    assert (code, found) == (0, {"sess-ok": (1, 5)})
+    assert stderr[0].startswith(f"{W}{bad}: {said}")
+    assert stderr[0].endswith("; skipped")
+    assert run("list", str(tmp_path), "--strict").exit_code == 1

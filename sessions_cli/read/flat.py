@@ -62,7 +62,11 @@ def read_csv(data: bytes, label: str, problems: Counter) -> pl.DataFrame | None:
     separator = "\t" if header.count("\t") > header.count(",") else ","
     if "trace_id" not in header.split(separator) or "span_id" not in header.split(separator):
         return None
-    frame = pl.read_csv(io.StringIO(text), separator=separator, infer_schema=False)
+    try:
+        frame = pl.read_csv(io.StringIO(text), separator=separator, infer_schema=False)
+    except pl.exceptions.PolarsError as exc:  # a ragged row, an unbalanced quote
+        reason = str(exc).strip().split("\n", 1)[0]
+        raise InputError(f"{label}: unreadable CSV ({reason})") from None
     return normalise(frame, problems)
 
 
@@ -111,6 +115,10 @@ def normalise(frame: pl.DataFrame, problems: Counter | None = None) -> pl.DataFr
     def column(name: str) -> pl.Expr:
         return pl.col(name) if name in present else pl.lit(None, pl.String)
 
+    binary_ids = [name for name, _ in _IDS if present.get(name) == pl.Binary]
+    if binary_ids:  # ids as bytes (a foreign Parquet file): as the hex text they stand for
+        frame = frame.with_columns(pl.col(name).bin.encode("hex") for name in binary_ids)
+        present = frame.schema
     exprs = []
     all_hex = ids_are_hex(frame, _IDS)  # as `convert` writes them: skips the base64 branch
     for name, hex_len in _IDS:

@@ -467,7 +467,10 @@ def loads(text: str | bytes):
     """JSON text as Python values, a key repeated in one object keeping its first value, as
     polars' decoder (the fast path) does; `json.loads` keeps the last. The same bytes then give
     the same spans whichever path reads them (contract §3: deterministic)."""
-    return json.loads(text, object_pairs_hook=first_wins)
+    try:
+        return json.loads(text, object_pairs_hook=first_wins)
+    except RecursionError:  # json is recursive: nesting of about 1,000 levels ends it
+        raise ValueError("nested deeper than the reader follows (about 1,000 levels)") from None
 
 
 def first_wins(pairs: list[tuple[str, object]]) -> dict:

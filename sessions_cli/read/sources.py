@@ -54,6 +54,7 @@ class Report:
     invalid_utf8: list[str] = field(default_factory=list)
     surrogates: list[str] = field(default_factory=list)
     truncated: dict[str, str] = field(default_factory=dict)  # label -> what happened
+    unreadable: list[str] = field(default_factory=list)  # files of a directory, skipped
     problems: dict[str, Counter] = field(default_factory=dict)  # label -> otlp.PROBLEMS kinds
     spans_without_ids: int = 0
     conflicting_duplicates: int = 0
@@ -78,6 +79,7 @@ class Report:
             )
         out = _capped(malformed, "with malformed lines")
         out += _capped([f"{label}: {what}" for label, what in self.truncated.items()], "cut short")
+        out += _capped([f"{what}; skipped" for what in self.unreadable], "that cannot be read")
         out += _capped(
             [
                 f"{label}: not a trace file (no OTLP JSON or protobuf, span records or Parquet), "
@@ -238,7 +240,12 @@ def read_into(
     with _Reader(chains, report, tuning, progress, sink) as reader:
         for source in sources:
             explicit = len(sources) == 1 or source.path is None
-            _read_source(source, reader, stdin, explicit=explicit)
+            try:
+                _read_source(source, reader, stdin, explicit=explicit)
+            except InputError as exc:
+                if explicit:
+                    raise
+                report.unreadable.append(str(exc))  # one bad file does not end the run
         reader.finish()
 
 
@@ -396,21 +403,21 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
     except OSError as exc:
         raise InputError(f"{source.label}: cannot read ({exc.strerror or exc})") from exc
     try:
-        stream = _decompressed(raw, source.label)
-        start = stream.peek(16)[:16]
-        if protobuf.looks_framed(start):
+        stream, start = _sniffed(_decompressed(raw, source.label))
+        if protobuf.looks_framed(start[:16]):
             _read_framed(stream, source.label, reader)
             return
-        if protobuf.looks_like_body(start):
-            _read_body(stream.read(), source.label, reader, explicit=explicit)
-            return
-        head = start[:4]
-        if not head.strip():
-            head = stream.peek(4096).lstrip()[:4]
+        head = start.lstrip()[:4]  # text may start with blank lines or spaces
+        if not head and start:  # nothing but whitespace as far as the sniff went
+            rest = stream.read()
+            if not rest.strip():
+                return
+            stream, start = _sniffed(io.BufferedReader(io.BytesIO(rest)))  # type: ignore[arg-type]
+            head = start.lstrip()[:4]
         if not head:
             return
         problems: Counter = Counter()  # what the span-record readers drop, as OTLP's
-        if head.startswith(_PARQUET):
+        if start.startswith(_PARQUET):
             for frame in flat.read_parquet(stream.read(), source.label, problems):
                 reader.add_frame(frame)
             reader.report.add_problems(source.label, problems)
@@ -422,6 +429,10 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
         data = stream.read()
         if console.looks_like(data[:_CONSOLE_SNIFF]):
             _read_console(data, source.label, reader)
+            return
+        # A protobuf body starts with a newline byte (field 1), so text sniffing comes first.
+        if protobuf.looks_like_body(data[:16]):
+            _read_body(data, source.label, reader, explicit=explicit)
             return
         table = flat.read_csv(data, source.label, problems)
         if table is None:
@@ -435,13 +446,15 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
             return
         reader.add_frame(table)
         reader.report.add_problems(source.label, problems)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except _STREAM_ERRORS as exc:  # OSError and EOFError among them
         raise InputError(f"{source.label}: cannot read ({_describe(exc)})") from exc
     finally:
         if source.path is not None:
             raw.close()
 
 
+# How much of a file its format is told from.
+_SNIFF = 1 << 20
 # How far into a file a console-exporter span is looked for (the app may print first).
 _CONSOLE_SNIFF = 1 << 20
 
@@ -495,6 +508,16 @@ def _read_body(data: bytes, label: str, reader: _Reader, *, explicit: bool) -> N
     reader.add_body(data, label)
 
 
+def _sniffed(stream: BinaryIO) -> tuple[io.BufferedReader, bytes]:
+    """The stream again, whole, and its first `_SNIFF` bytes to tell the format from. Read,
+    not peeked: a buffer's peek gives what one read of the layer below holds (8 KB of a gzip
+    stream, say), and a stream cut short inside that read would lose it all; here what came
+    before the cut is kept and the error comes back where the stream is read on."""
+    block, error = read_block(stream, _SNIFF)
+    rest: BinaryIO = _Failing(error) if error is not None else stream  # type: ignore[assignment]
+    return io.BufferedReader(_Prefixed(block, rest)), block
+
+
 def _stdin() -> BinaryIO:
     import sys
 
@@ -514,12 +537,14 @@ def _decompressed(raw: BinaryIO, label: str) -> io.BufferedReader[Any]:
     for _ in range(4):  # a few nested layers at most
         head = stream.peek(4)[:4]
         if head.startswith(_GZIP):
-            stream = io.BufferedReader(gzip.GzipFile(fileobj=stream))  # type: ignore[arg-type]
+            # mode given: a GzipFile inside another would read the outer one's int mode
+            gunzipped = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[arg-type]
+            stream = io.BufferedReader(gunzipped)  # type: ignore[arg-type,assignment]
         elif head.startswith(_ZSTD):
             import zstandard
 
             reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-            stream = io.BufferedReader(reader)  # type: ignore[arg-type]
+            stream = io.BufferedReader(reader)  # type: ignore[arg-type,assignment]
         else:
             return stream
     raise InputError(f"{label}: too many layers of compression")
@@ -570,6 +595,9 @@ class _Failing(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         raise self.error
 
+    def readinto(self, buffer) -> int:
+        raise self.error
+
 
 class _Prefixed(io.RawIOBase):
     """A block already read, then the rest of the stream."""
@@ -589,6 +617,11 @@ class _Prefixed(io.RawIOBase):
             return out
         return self.rest.read(size)
 
+    def readinto(self, buffer) -> int:  # what a BufferedReader around it reads with
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
 
 def _json_mode(block: bytes) -> str:
     """ "lines" of OTLP, "flat" span records, or one pretty-printed "document".
@@ -601,7 +634,7 @@ def _json_mode(block: bytes) -> str:
         return "lines"
     for line in lines[:-1]:  # the last piece may be cut by the block's end
         try:
-            value = json.loads(line.decode("utf-8", "replace").lstrip(_BOM))
+            value = otlp.loads(line.decode("utf-8", "replace").lstrip(_BOM))
         except ValueError:
             continue
         if not isinstance(value, (dict, list)):
