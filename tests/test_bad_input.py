@@ -346,3 +346,19 @@ def test_unreadable_files_are_named_and_a_directory_goes_on_without_them(tmp_pat
     assert stderr[0].startswith(f"{W}{bad}: {said}")
     assert stderr[0].endswith("; skipped")
     assert run("list", str(tmp_path), "--strict").exit_code == 1
+
+
+def test_errors_and_tables_never_pass_escapes_or_bidi_controls_to_the_terminal(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(lines(
+        document(span("t1", "1", session__id="s\x1b]52;c;aGk=\x07one")),  # OSC 52: clipboard
+        document(span("t2", "1", session__id="s\u202etwo\u200b")),  # right-to-left override
+    ))  # fmt: skip
+    error = run("show", "s", str(path))
+    assert error.exit_code == 1
+    assert "\x1b" not in error.stderr
+    assert "\u202e" not in error.stderr
+    assert "s\\u202etwo\\u200b" in error.stderr
+    table = run("list", str(path), "--columns", "session_id").stdout
+    assert "\u202e" not in table
+    assert "\x1b" not in table

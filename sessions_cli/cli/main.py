@@ -61,7 +61,8 @@ class CliError(click.ClickException):
         self.exit_code = code  # type: ignore[misc]
 
     def show(self, file=None) -> None:
-        click.echo(f"sessions: error: {self.format_message()}", err=True)
+        # Messages quote what users and their data typed: escapes must not reach the terminal.
+        click.echo(f"sessions: error: {humanise.plain(self.format_message())}", err=True)
 
 
 class SessionsGroup(click.Group):
@@ -984,7 +985,7 @@ def main() -> None:
         if os.environ.get("SESSIONS_DEBUG"):
             raise
         click.echo(
-            f"sessions: internal error: {type(exc).__name__}: {exc} "
+            f"sessions: internal error: {type(exc).__name__}: {humanise.plain(str(exc))} "
             "(set SESSIONS_DEBUG=1 for a traceback, and please report it)",
             err=True,
         )

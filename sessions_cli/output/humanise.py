@@ -11,7 +11,11 @@ from datetime import tzinfo
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
 
 
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidi overrides and isolates can reorder what a terminal shows (a name reading as another);
+# zero-width characters hide text. Both are shown escaped, as controls are.
+_CONTROLS = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
 
 
 def instant(value, tz: tzinfo | None, *, seconds: bool = False) -> str:
@@ -25,7 +29,12 @@ def plain(text: str) -> str:
     tabs and newlines turned into spaces."""
     text = _ESCAPES.sub("", text)
     text = text.replace("\t", " ").replace("\n", " ")
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROLS.sub(_escaped, text)
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def money(usd: float | None, *, unpriced: int = 0) -> str:
