@@ -7,13 +7,15 @@ import csv
 import gzip
 import io
 import json
+import os
+import subprocess
 
 import pytest
 
 from sessions_cli.read import sources as inputs
 from sessions_cli.store import loading
 from sessions_cli.tuning import Tuning
-from tests.conftest import FIXTURES, run
+from tests.conftest import FIXTURES, SESSIONS, run
 from tests.otlp_builder import document, lines, span
 
 BAD = FIXTURES / "bad"
@@ -362,3 +364,48 @@ def test_errors_and_tables_never_pass_escapes_or_bidi_controls_to_the_terminal(t
     table = run("list", str(path), "--columns", "session_id").stdout
     assert "\u202e" not in table
     assert "\x1b" not in table
+
+
+def test_cr_only_line_endings_are_lines(tmp_path):
+    path = tmp_path / "mac.jsonl"
+    path.write_text((_good_line() + lines(document(span("t2", "1", session__id="sess-two"))))
+                    .replace("\n", "\r"))  # fmt: skip
+    code, found, stderr = listed(path)
+    assert code == 0
+    assert not any("malformed" in line for line in stderr)
+    assert set(found) == {"sess-ok", "sess-two"}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_read_when_named_and_skipped_inside_a_directory(tmp_path):
+    import threading
+
+    (tmp_path / "good.jsonl").write_text(_good_line())
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    inside = subprocess.run([SESSIONS, "list", str(tmp_path), "--json"], capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert inside.returncode == 0, inside.stderr
+    assert [r["session_id"] for r in json.loads(inside.stdout)] == ["sess-ok"]
+
+    def feed() -> None:
+        with fifo.open("w") as pipe:
+            pipe.write(_good_line())
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    named = subprocess.run([SESSIONS, "list", str(fifo), "--json"], capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    writer.join()
+    assert named.returncode == 0, named.stderr
+    assert [r["session_id"] for r in json.loads(named.stdout)] == ["sess-ok"]
+
+
+def test_process_substitution_keeps_every_byte(tmp_path):
+    (tmp_path / "good.jsonl").write_text(_good_line())
+    result = subprocess.run(
+        ["bash", "-c", f'"{SESSIONS}" list <(cat "{tmp_path}/good.jsonl") --json'],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [r["session_id"] for r in json.loads(result.stdout)] == ["sess-ok"]

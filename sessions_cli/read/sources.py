@@ -193,7 +193,13 @@ def _walk(root: Path) -> list[Path]:
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
+        # Regular files only: a FIFO or socket in a folder would block the run (named on the
+        # command line, one is read as the stream it is).
+        found += [
+            Path(dirpath) / f
+            for f in sorted(filenames)
+            if not f.startswith(".") and (Path(dirpath) / f).is_file()
+        ]
     return found
 
 
@@ -205,6 +211,8 @@ def total_bytes(sources: list[Source]) -> int | None:
     for source in sources:
         path = source.path
         assert path is not None  # checked above
+        if not path.is_file():  # a FIFO or /dev/fd: opening it to look would eat its bytes
+            return None
         try:
             with path.open("rb") as f:
                 if f.read(4).startswith((_GZIP, _ZSTD)):
@@ -560,6 +568,9 @@ def _read_json(stream, label, reader: _Reader) -> None:
     if console.looks_like(block[:_CONSOLE_SNIFF]):
         _read_console(block + stream.read(), label, reader)
         return
+    if b"\r" in block and b"\n" not in block:  # old Mac line endings: CR alone ends a line
+        block = (block + stream.read()).replace(b"\r", b"\n")
+        stream = io.BufferedReader(io.BytesIO(b""))
     mode = _json_mode(block)
     if mode == "document":
         data = block + stream.read()
