@@ -329,7 +329,7 @@ def test_hostile_files_that_hold_a_good_span_give_it(tmp_path, name):
 
 @pytest.mark.parametrize(
     ("content", "said"),
-    [(b"\x28\xb5\x2f\xfd" + bytes(range(100)), "cannot read (zstd decompress error"),
+    [(b"\x28\xb5\x2f\xfd" + bytes(range(100)), "cannot read (zstd decompress"),
      (gzip.compress(b"x" * 100)[:10] + b"\xff" * 40, "cannot read (Error -3 while decompressing"),
      (b"trace_id,span_id\n0123456789abcdef0123456789abcdef,0123456789abcdef,extra\n",
       "unreadable CSV (found more fields than defined"),
@@ -409,3 +409,21 @@ def test_process_substitution_keeps_every_byte(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert [r["session_id"] for r in json.loads(result.stdout)] == ["sess-ok"]
+
+
+def test_a_zstd_stream_cut_short_says_so_and_keeps_what_came_before(tmp_path):
+    import zstandard
+
+    text = "".join(lines(document(span(f"t{i}", "1", session__id=f"s{i}",
+                                       gen_ai__usage__input_tokens=1)))
+                   for i in range(1, 3001))  # fmt: skip
+    packed = zstandard.ZstdCompressor(level=1).compress(text.encode())
+    cut = tmp_path / "cut.jsonl.zst"
+    cut.write_bytes(packed[: len(packed) * 3 // 4])
+    code, found, stderr = listed(cut)
+    assert code == 0
+    assert 0 < len(found) < 3000
+    assert any("compressed stream ends early: the file is truncated" in line for line in stderr)
+    whole = tmp_path / "whole.jsonl.zst"
+    whole.write_bytes(packed + zstandard.ZstdCompressor().compress(b""))  # two frames
+    assert len(listed(whole)[1]) == 3000

@@ -549,10 +549,7 @@ def _decompressed(raw: BinaryIO, label: str) -> io.BufferedReader[Any]:
             gunzipped = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[arg-type]
             stream = io.BufferedReader(gunzipped)  # type: ignore[arg-type,assignment]
         elif head.startswith(_ZSTD):
-            import zstandard
-
-            reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-            stream = io.BufferedReader(reader)  # type: ignore[arg-type,assignment]
+            stream = io.BufferedReader(_Zstd(stream))  # type: ignore[arg-type,assignment]
         else:
             return stream
     raise InputError(f"{label}: too many layers of compression")
@@ -592,6 +589,47 @@ def _read_json(stream, label, reader: _Reader) -> None:
         report.add_problems(label, problems)
         return
     reader.add_lines(stream, label)
+
+
+class _Zstd(io.RawIOBase):
+    """A zstd stream decompressed frame after frame, that says when it ends inside a frame
+    (EOFError, as gzip does): zstandard's own stream reader just stops there, and a cut-short
+    file read as complete."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        import zstandard
+
+        self.raw, self.zstd = raw, zstandard.ZstdDecompressor()
+        self.frame = self.zstd.decompressobj()
+        self.in_frame = False  # bytes were fed to a frame that has not ended
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            # Small reads: what one of them decompresses to is held at once.
+            chunk = self.raw.read(_ZSTD_READ)
+            if not chunk:
+                if self.in_frame:
+                    raise EOFError("zstd stream ends inside a frame")
+                return 0
+            out = []
+            while chunk:
+                if self.frame.eof:  # the next frame of a multi-frame file
+                    self.frame = self.zstd.decompressobj()
+                out.append(self.frame.decompress(chunk))
+                self.in_frame = not self.frame.eof
+                chunk = self.frame.unused_data if self.frame.eof else b""
+            self.pending = b"".join(out)
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size
+
+
+_ZSTD_READ = 16 * 1024
 
 
 class _Failing(io.RawIOBase):
