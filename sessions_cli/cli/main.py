@@ -10,6 +10,7 @@ import contextlib
 import functools
 import os
 import shutil
+import signal
 import sys
 from datetime import tzinfo
 
@@ -959,12 +960,23 @@ def _table_width() -> int | None:
     return None
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived; a BaseException, so that no `except Exception` swallows it."""
+
+
+def _terminated(signum, frame) -> None:
+    raise _Terminated
+
+
 def main() -> None:
     """Console entry point: exit codes, quiet pipes and Ctrl-C, and never a traceback."""
     # Whatever text came in, what goes out must encode: never fail on a stray character.
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
+    # SIGTERM (a CI job cancelled, `timeout`) unwinds like Ctrl-C, so that the command's
+    # clean-ups run: spilled spans are removed from $TMPDIR, not left behind.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = cli.main(prog_name="sessions", standalone_mode=False)
     except click.ClickException as exc:
@@ -976,6 +988,9 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("sessions: interrupted", err=True)
         code = ExitCode.INTERRUPTED
+    except _Terminated:
+        click.echo("sessions: terminated", err=True)
+        code = 128 + signal.SIGTERM
     except (BrokenPipeError, _ReaderGone):
         # The reader went away (`| head`): what it wanted was printed. Silence the final flush.
         devnull = os.open(os.devnull, os.O_WRONLY)
