@@ -172,11 +172,26 @@ def test_bom_crlf_blank_lines_and_numbers_as_numbers(tmp_path):
     assert row["start"] == "2026-09-21T14:13:20.000000000Z"
 
 
-def test_unreadable_compressed_stream_is_an_error(tmp_path):
+def test_a_compressed_stream_cut_within_its_first_line_says_so(tmp_path):
     (tmp_path / "cut.gz").write_bytes(gzip.compress(REAL.read_bytes())[:200])
     result = run("list", str(tmp_path / "cut.gz"))
-    assert result.exit_code == 1
-    assert "cut.gz: cannot read" in result.stderr
+    assert result.exit_code == 0
+    assert "cut.gz: compressed stream ends early: the file is truncated" in result.stderr
+    assert run("list", str(tmp_path / "cut.gz"), "--strict").exit_code == 1
+
+
+def test_gzip_members_in_a_row_and_trailing_garbage_read_as_zcat_does(tmp_path):
+    text = REAL.read_bytes()
+    lines_in = text.splitlines(keepends=True)
+    half = len(lines_in) // 2
+    members = gzip.compress(b"".join(lines_in[:half])) + gzip.compress(b"".join(lines_in[half:]))
+    (tmp_path / "two.gz").write_bytes(members)
+    (tmp_path / "garbage.gz").write_bytes(gzip.compress(text) + b"not gzip")
+    whole = run_json("list", str(REAL))
+    assert run_json("list", str(tmp_path / "two.gz")) == whole
+    result = run("list", str(tmp_path / "garbage.gz"), "--json")
+    assert json.loads(result.stdout) == whole
+    assert "8 bytes after the end of the gzip data were ignored (as zcat does)" in result.stderr
 
 
 def test_chunk_size_does_not_change_the_spans():

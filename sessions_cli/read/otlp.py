@@ -307,6 +307,10 @@ PROBLEMS = {
         "lines that are not spans (the app's own output, between console-exporter spans) were "
         "skipped",
     ),
+    "trailing_garbage": (
+        "byte after the end of the gzip data was ignored (as zcat does)",
+        "bytes after the end of the gzip data were ignored (as zcat does)",
+    ),
     "end_before_start": (
         "span ends before it starts: its end is taken as its start",
         "spans end before they start: their end is taken as their start",

@@ -10,11 +10,11 @@ spans, not the size of the raw export.
 from __future__ import annotations
 
 import glob
-import gzip
 import io
 import json
 import os
 import re
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -411,7 +411,7 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
     except OSError as exc:
         raise InputError(f"{source.label}: cannot read ({exc.strerror or exc})") from exc
     try:
-        stream, start = _sniffed(_decompressed(raw, source.label))
+        stream, start = _sniffed(_decompressed(raw, source.label, reader.report))
         if protobuf.looks_framed(start[:16]):
             _read_framed(stream, source.label, reader)
             return
@@ -539,15 +539,21 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _decompressed(raw: BinaryIO, label: str) -> io.BufferedReader[Any]:
-    """Peel gzip/zstd layers, found by their magic numbers."""
+def _decompressed(
+    raw: BinaryIO, label: str, report: Report | None = None
+) -> io.BufferedReader[Any]:
+    """Peel gzip/zstd layers, found by their magic numbers. Bytes after the last gzip member
+    are ignored, as zcat does, and counted in `report`."""
     stream = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
     for _ in range(4):  # a few nested layers at most
         head = stream.peek(4)[:4]
         if head.startswith(_GZIP):
-            # mode given: a GzipFile inside another would read the outer one's int mode
-            gunzipped = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[arg-type]
-            stream = io.BufferedReader(gunzipped)  # type: ignore[arg-type,assignment]
+
+            def trailing(count: int) -> None:
+                if report is not None:
+                    report.add_problems(label, Counter(trailing_garbage=count))
+
+            stream = io.BufferedReader(_Gzip(stream, trailing))  # type: ignore[arg-type,assignment]
         elif head.startswith(_ZSTD):
             stream = io.BufferedReader(_Zstd(stream))  # type: ignore[arg-type,assignment]
         else:
@@ -591,6 +597,49 @@ def _read_json(stream, label, reader: _Reader) -> None:
     reader.add_lines(stream, label)
 
 
+class _Gzip(io.RawIOBase):
+    """gzip members one after another, decompressed a bounded piece at a time (a gzip bomb is
+    read as it streams, never held whole). Input that ends inside a member raises EOFError;
+    bytes after the last member that do not start another are ignored, as zcat does, and
+    reported through `on_trailing` (GzipFile raised there, losing the member's last read)."""
+
+    def __init__(self, raw: BinaryIO, on_trailing) -> None:
+        self.raw, self.on_trailing = raw, on_trailing
+        self.member = zlib.decompressobj(wbits=31)
+        self.in_member = False  # bytes were fed to a member that has not ended
+        self.pending = self.tail = b""
+        self.done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending and not self.done:
+            chunk, self.tail = self.tail or self.raw.read(_COMPRESSED_READ), b""
+            if not chunk:
+                if self.in_member:
+                    raise EOFError("gzip stream ends inside a member")
+                self.done = True
+                break
+            if self.member.eof:  # the previous member ended: this is the next one, or not
+                if not chunk.startswith(_GZIP[: len(chunk)]):
+                    self.on_trailing(len(chunk) + len(self.raw.read()))
+                    self.done = True
+                    break
+                self.member = zlib.decompressobj(wbits=31)
+            self.pending = self.member.decompress(chunk, _DECOMPRESSED_PIECE)
+            self.in_member = not self.member.eof
+            self.tail = self.member.unused_data if self.member.eof else self.member.unconsumed_tail
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size
+
+
+_COMPRESSED_READ = 16 * 1024
+_DECOMPRESSED_PIECE = 4 * 1024 * 1024
+
+
 class _Zstd(io.RawIOBase):
     """A zstd stream decompressed frame after frame, that says when it ends inside a frame
     (EOFError, as gzip does): zstandard's own stream reader just stops there, and a cut-short
@@ -610,7 +659,7 @@ class _Zstd(io.RawIOBase):
     def readinto(self, buffer) -> int:
         while not self.pending:
             # Small reads: what one of them decompresses to is held at once.
-            chunk = self.raw.read(_ZSTD_READ)
+            chunk = self.raw.read(_COMPRESSED_READ)
             if not chunk:
                 if self.in_frame:
                     raise EOFError("zstd stream ends inside a frame")
@@ -627,9 +676,6 @@ class _Zstd(io.RawIOBase):
         buffer[:size] = self.pending[:size]
         self.pending = self.pending[size:]
         return size
-
-
-_ZSTD_READ = 16 * 1024
 
 
 class _Failing(io.RawIOBase):
