@@ -11,7 +11,8 @@ from sessions_cli.model import pricing
 from sessions_cli.model import sessions as model
 from sessions_cli.read import keys as attributes
 from sessions_cli.read import otlp
-from tests.otlp_builder import document, hex_id, span
+from tests.conftest import run_json
+from tests.otlp_builder import document, hex_id, lines, span
 
 
 def build(*spans, cost_mode="auto", prices=None, resource=None):
@@ -247,3 +248,19 @@ def test_groups_built_side_by_side_add_up_to_one_frame_notices_included():
     assert grouped.notices == whole.notices
     assert grouped.sessions.to_dicts() == whole.sessions.to_dicts()
     assert grouped.traces.to_dicts() == whole.traces.to_dicts()
+
+
+def test_a_chain_deeper_than_the_polars_levels_still_counts_usage_once(tmp_path):
+    """Past 64 levels the ancestors are walked in Python: the same answer, linear time."""
+    depth = 300
+    chain = [
+        span("deep", f"{i:016x}", parent=f"{i - 1:016x}" if i > 1 else None, start_ms=i,
+             end_ms=i + 1, **({"session__id": "s-deep"} if i == 1 else {}),
+             # the root and a middle span repeat the leaf's usage; only the leaf counts
+             **({"gen_ai__usage__input_tokens": 7} if i in (1, 150, depth) else {}))
+        for i in range(1, depth + 1)
+    ]  # fmt: skip
+    path = tmp_path / "deep.jsonl"
+    path.write_text(lines(document(*chain)))
+    [row] = run_json("list", str(path))
+    assert (row["span_count"], row["input_tokens"], row["llm_call_count"]) == (depth, 7, 1)

@@ -259,14 +259,28 @@ def _break_cycles(spans: pl.DataFrame, parent_row: pl.Series) -> tuple[pl.Series
 
 def _ancestors(parent_row: pl.Series, start: pl.Series) -> pl.Series:
     """True for every ancestor of the `start` rows: one gather per tree level. A row already
-    marked is not walked again, so a parent cycle (a -> b -> a) ends too."""
+    marked is not walked again, so a parent cycle (a -> b -> a) ends too. Past
+    `_LEVELS_IN_POLARS` levels (a chain of thousands of spans, one per level) the few rows left
+    are walked in Python: each level costs polars calls whatever its size, each row a step."""
     marked = pl.repeat(False, len(parent_row), dtype=pl.Boolean, eager=True)
     frontier = parent_row.gather(start).drop_nulls().unique()
-    while not frontier.is_empty():
+    for _ in range(_LEVELS_IN_POLARS):
+        if frontier.is_empty():
+            return marked
         frontier = frontier.filter(~marked.gather(frontier))
         marked.scatter(frontier, True)
         frontier = parent_row.gather(frontier).drop_nulls().unique()
-    return marked
+    if frontier.is_empty():
+        return marked
+    parents, seen = parent_row.to_list(), marked.to_list()
+    for row in frontier.to_list():
+        while row is not None and not seen[row]:
+            seen[row] = True
+            row = parents[row]
+    return pl.Series(seen, dtype=pl.Boolean)
+
+
+_LEVELS_IN_POLARS = 64
 
 
 def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataFrame:
