@@ -161,6 +161,7 @@ def input_options(command):
 
 
 def filter_options(command):
+    # Long, but a list of option declarations: data with nothing to split off.
     decorators = [
         click.option(
             "--since",
@@ -400,6 +401,7 @@ def show_command(session_id, paths, strict, session_keys, price_file, cost_mode,
 @click.option("--limit", type=click.IntRange(min=0), metavar="N", help="Show at most N rows.")
 @click.option("--ascii", "ascii_only", is_flag=True, help="Draw with plain ASCII characters.")
 @output_options
+# Over 60 lines by its docstring, which is the command's --help text.
 def timeline_command(
     session_id,
     paths,
@@ -452,22 +454,6 @@ def timeline_command(
     if one.start_ns is None or one.end_ns is None:
         raise SessionsError(f"{found}: no span of this session has times, so there is no timeline "
                             "to draw (its rows: --json)")  # fmt: skip
-    first, last = (humanise.instant(session[k], zone, seconds=True) for k in ("start", "end"))
-    if first[:10] == last[:10]:
-        last = last[11:]  # same day: the date once is enough
-    title = " · ".join(
-        humanise.plain(part)
-        for part in (
-            found,
-            session["session_name"],
-            session["user_id"],
-            f"{first} → {last}",
-            humanise.duration(session["duration_ms"]),
-            f"{session['trace_count']:,} trace{'' if session['trace_count'] == 1 else 's'}",
-            humanise.money(session["cost_usd"], unpriced=session["unpriced_call_count"]),
-        )
-        if part
-    )
     text = draw.timeline(
         rows,
         origin_ns=one.start_ns,
@@ -476,7 +462,7 @@ def timeline_command(
         ascii=ascii_only,
         colour=_colour_wanted(),
     )
-    _out(title + "\n\n" + text)
+    _out(draw.title(session, zone) + "\n\n" + text)
 
 
 @cli.command("convert")
@@ -593,6 +579,7 @@ BUDGETS = {
 )
 @budget_options
 @output_options
+# Over 60 lines by its docstring, which is the command's --help text.
 def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, columns, tz,
                   **options):  # fmt: skip
     """Totals, per-session distributions and group totals, with budget checks for CI.
@@ -632,21 +619,20 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
     if sessions.is_empty():
         click.echo("sessions: no sessions match", err=True)
     _note_unpriced(sessions)
-    totals = stats.totals(sessions, query.filter_orphans(model.orphans, filters))
-    dist = stats.distributions(sessions)
-    groups = stats.groups(sessions, by, zone=zone) if by else None
-    budgets = stats.check_budgets(sessions, limits, allow_unpriced=allow_unpriced)
+    orphans = query.filter_orphans(model.orphans, filters)
+    found = stats.report(sessions, orphans, by=by, zone=zone, limits=limits,
+                         allow_unpriced=allow_unpriced)  # fmt: skip
     if fmt == "json":
-        text = render_stats.as_json(totals, dist, by, groups, budgets)
+        text = render_stats.as_json(found)
     elif fmt == "table":
-        text = render_stats.as_table(totals, dist, by, groups, budgets, width=_table_width())
+        text = render_stats.as_table(found, width=_table_width())
     elif fmt == "markdown":
-        text = render_stats.as_markdown(totals, dist, by, groups, budgets)
-    else:
-        rows = groups if groups is not None else dist
+        text = render_stats.as_markdown(found)
+    else:  # one kind of row for row formats: the groups with --by, else the distributions
+        rows = found.groups if found.groups is not None else found.distributions
         wanted = _columns(columns, rows.columns) or rows.columns
         text = render.render(rows.select(wanted), fmt, raw_csv=_raw_csv())
-    breaches = render_stats.breach_lines(budgets)
+    breaches = render_stats.breach_lines(found.budgets)
     try:
         _out(text)
     except _ReaderGone:  # `| head` must not turn a breached budget into success
@@ -738,7 +724,7 @@ def _note_unpriced(rows) -> None:
     calls = sum(n for _, n in unpriced)
     shown = [f"{model or '(no model named)'} ({n:,})" for model, n in unpriced[:5]]
     if len(unpriced) > 5:
-        shown.append(f"{len(unpriced) - 5:,} more models")
+        shown.append(humanise.count(len(unpriced) - 5, "more model"))
     named = next((m for m, _ in unpriced if m), None)
     fix = (
         f'; give prices with --prices FILE: {{"{named}": {{"input_per_mtok": 0.15, '
@@ -748,7 +734,8 @@ def _note_unpriced(rows) -> None:
     )
     _warn(
         [
-            f"{calls:,} LLM call{' has' if calls == 1 else 's have'} tokens but no price, so "
+            f"{humanise.count(calls, 'LLM call')} {'has' if calls == 1 else 'have'} tokens "
+            "but no price, so "
             f"{'its' if calls == 1 else 'their'} cost is unknown (a cost shows ? or a lower "
             f"bound ≥$): {', '.join(shown)}{fix}"
         ],

@@ -283,9 +283,23 @@ def _ancestors(parent_row: pl.Series, start: pl.Series) -> pl.Series:
 _LEVELS_IN_POLARS = 64
 
 
-def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataFrame:
-    """One row per trace. Text comes out as String, whatever the span columns' types."""
-    conflicts = (
+def _text(column: str) -> pl.Expr:
+    return pl.col(column).cast(pl.String)
+
+
+def _first(column: str) -> pl.Expr:
+    """The first value in the contract's order: roots first, then by start (trace_table sorts
+    the spans so)."""
+    return _text(column).drop_nulls().first()
+
+
+def _distinct(values: pl.Expr) -> pl.Expr:
+    return values.cast(pl.String).drop_nulls().unique().sort()
+
+
+def _session_conflicts(spans: pl.DataFrame) -> int:
+    """How many traces carry more than one session id."""
+    return (
         spans.select("trace_id", "session_id")
         .drop_nulls()
         .group_by("trace_id")
@@ -293,22 +307,16 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
         .filter(pl.col("session_id") > 1)
         .height
     )
+
+
+def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataFrame:
+    """One row per trace. Text comes out as String, whatever the span columns' types."""
+    conflicts = _session_conflicts(spans)
     if conflicts and notices is not None:
         notices["session_conflicts"] += conflicts
     counted, llm = pl.col("counted"), pl.col("is_llm_call")
-
-    def text(column: str) -> pl.Expr:
-        return pl.col(column).cast(pl.String)
-
+    text, first, distinct = _text, _first, _distinct
     is_error = pl.col("status") == "error"
-
-    def first(column: str) -> pl.Expr:
-        """The first value in the contract's order: roots first, then by start (the spans
-        are sorted so below)."""
-        return text(column).drop_nulls().first()
-
-    def distinct(values: pl.Expr) -> pl.Expr:
-        return values.cast(pl.String).drop_nulls().unique().sort()
 
     # One sort, then one pass: every first-in-order value and list is an aggregate of it (a
     # filter, sort and join per field took twice as long).

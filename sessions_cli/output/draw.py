@@ -49,6 +49,23 @@ class Glyphs:
         return cls(bar="█", error="▓", thin="▏", idle="·", rule="─", tick="┬", failed="✗ ", to="→")
 
 
+def title(session: dict, tz) -> str:
+    """The line above a timeline: id, name, user, when, how long, traces, cost."""
+    first, last = (humanise.instant(session[k], tz, seconds=True) for k in ("start", "end"))
+    if first[:10] == last[:10]:
+        last = last[11:]  # same day: the date once is enough
+    parts = (
+        session["session_id"],
+        session["session_name"],
+        session["user_id"],
+        f"{first} → {last}",
+        humanise.duration(session["duration_ms"]),
+        humanise.count(session["trace_count"], "trace"),
+        humanise.money(session["cost_usd"], unpriced=session["unpriced_call_count"]),
+    )
+    return " · ".join(humanise.plain(part) for part in parts if part)
+
+
 def timeline(
     rows: pl.DataFrame,
     *,

@@ -37,6 +37,11 @@ def _escaped(match: re.Match) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 trace`, `2 traces`, `1,204 LLM calls`: every counted noun people read."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def money(usd: float | None, *, unpriced: int = 0) -> str:
     """`$0.0103`; `?` for an unknown cost; `≥$0.0103` when `unpriced` calls are left out of
     it (a lower bound)."""

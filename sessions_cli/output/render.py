@@ -241,7 +241,7 @@ def summary(record: dict, *, tz: tzinfo | None) -> str:
 
     n = record
     left_out = n["unpriced_call_count"]
-    unpriced = f", {left_out:,} unpriced call{'' if left_out == 1 else 's'}" if left_out else ""
+    unpriced = f", {humanise.count(left_out, 'unpriced call')}" if left_out else ""
     lines = [
         ("Session", text("session_id")),
         ("Name", text("session_name")),

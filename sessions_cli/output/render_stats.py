@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from sessions_cli.output import humanise, render, tables
-from sessions_cli.query.stats import SPLIT_GROUPINGS, TOTAL_FIELDS, Budget
+from sessions_cli.query.stats import SPLIT_GROUPINGS, TOTAL_FIELDS, Budget, StatsReport
 
 # How each distributed metric reads in a table.
 _METRIC_LABELS = {
@@ -41,7 +41,8 @@ def _group_note(by: str) -> str:
     )
 
 
-def as_json(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets) -> str:
+def as_json(report: StatsReport) -> str:
+    totals, dist, by, groups, budgets = _parts(report)
     return render.to_json(
         {
             "totals": totals,
@@ -54,7 +55,12 @@ def as_json(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets) -
     )
 
 
-def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, *, width) -> str:
+def _parts(report: StatsReport) -> tuple:
+    return report.totals, report.distributions, report.by, report.groups, report.budgets
+
+
+def as_table(report: StatsReport, *, width: int | None) -> str:
+    totals, dist, by, groups, budgets = _parts(report)
     parts = []
     label_width = max(len(label) for label in _TOTAL_LABELS.values())
     parts.append(
@@ -93,8 +99,9 @@ def as_table(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets, 
     return "\n".join(parts)
 
 
-def as_markdown(totals: dict, dist: pl.DataFrame, by: str | None, groups, budgets) -> str:
+def as_markdown(report: StatsReport) -> str:
     """A summary fit for $GITHUB_STEP_SUMMARY: a headline, then the tables, humanised."""
+    totals, dist, by, groups, budgets = _parts(report)
 
     def table(headers, rows) -> str:
         return tables.github(headers, rows, tables.first_left(len(headers))) + "\n"

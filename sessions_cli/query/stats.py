@@ -26,6 +26,36 @@ TOTAL_FIELDS = [
 ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class StatsReport:
+    """Everything `sessions stats` reports, computed once, rendered in any format."""
+
+    totals: dict
+    distributions: pl.DataFrame
+    by: str | None
+    groups: pl.DataFrame | None
+    budgets: list[Budget]
+
+
+def report(
+    sessions: pl.DataFrame,
+    orphans: pl.DataFrame,
+    *,
+    by: str | None = None,
+    zone: tzinfo | None = None,
+    limits: dict[str, float | None] | None = None,
+    allow_unpriced: bool = False,
+) -> StatsReport:
+    """Totals, distributions, the groups of `by` and the budgets of `limits` over sessions."""
+    return StatsReport(
+        totals=totals(sessions, orphans),
+        distributions=distributions(sessions),
+        by=by,
+        groups=groups(sessions, by, zone=zone) if by else None,
+        budgets=check_budgets(sessions, limits or {}, allow_unpriced=allow_unpriced),
+    )
+
+
 def totals(sessions: pl.DataFrame, orphans: pl.DataFrame) -> dict:
     """Sums over the sessions; traces without a session are only counted, never added in.
     The cost is the sum of the known costs (a lower bound when `unpriced_call_count` > 0), and

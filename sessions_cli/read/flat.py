@@ -110,15 +110,12 @@ def normalise(frame: pl.DataFrame, problems: Counter | None = None) -> pl.DataFr
     token counts and costs that are negative, NaN, not whole or too big are dropped and
     counted in `problems` (otlp.PROBLEMS kinds), as are spans without valid times; a missing
     total is input + output; times may be nanoseconds or ISO-8601 text."""
+    frame = _ids_as_text(frame)
     present = frame.schema
 
     def column(name: str) -> pl.Expr:
         return pl.col(name) if name in present else pl.lit(None, pl.String)
 
-    binary_ids = [name for name, _ in _IDS if present.get(name) == pl.Binary]
-    if binary_ids:  # ids as bytes (a foreign Parquet file): as the hex text they stand for
-        frame = frame.with_columns(pl.col(name).bin.encode("hex") for name in binary_ids)
-        present = frame.schema
     exprs = []
     all_hex = ids_are_hex(frame, _IDS)  # as `convert` writes them: skips the base64 branch
     for name, hex_len in _IDS:
@@ -166,6 +163,12 @@ def normalise(frame: pl.DataFrame, problems: Counter | None = None) -> pl.DataFr
         ).row(0, named=True)
         problems.update({kind: n for kind, n in found.items() if n})
     return conform(checked)
+
+
+def _ids_as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Ids given as bytes (a foreign Parquet file) as the hex text they stand for."""
+    binary = [name for name, _ in _IDS if frame.schema.get(name) == pl.Binary]
+    return frame.with_columns(pl.col(name).bin.encode("hex") for name in binary)
 
 
 def _instant(ns: pl.Expr, iso: pl.Expr) -> pl.Expr:
