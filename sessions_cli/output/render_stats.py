@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from sessions_cli.output import humanise, render, tables
-from sessions_cli.query.stats import SPLIT_GROUPINGS, TOTAL_FIELDS, Budget, StatsReport
+from sessions_cli.query.stats import SPLIT_GROUPINGS, TOTAL_FIELDS, Budget, StatsReport, Unit
 
 # How each distributed metric reads in a table.
 _METRIC_LABELS = {
@@ -165,7 +165,7 @@ def breach_lines(budgets: list[Budget], *, most: int = 50) -> list[str]:
         if budget.breaches:
             measure = what.removeprefix("session ")
             for session_id, value in budget.breaches[:most]:
-                shown, limit = _pair(budget.name, value, budget.limit)
+                shown, limit = _pair(budget.unit, value, budget.limit)
                 lines.append(
                     f"budget: session {humanise.plain(session_id)} {measure} {shown} > {limit}"
                 )
@@ -175,41 +175,40 @@ def breach_lines(budgets: list[Budget], *, most: int = 50) -> list[str]:
                     f"{measure} limit"
                 )
         elif budget.value is not None:  # a total over its limit
-            shown, limit = _pair(budget.name, budget.value, budget.limit)
+            shown, limit = _pair(budget.unit, budget.value, budget.limit)
             lines.append(f"budget: {what} {shown} > {limit}")
     return lines
 
 
-def _pair(name: str, value: float, limit: float) -> tuple[str, str]:
+def _pair(unit: Unit, value: float, limit: float) -> tuple[str, str]:
     """Value and limit as people read them, precise enough to differ when they do: in full
     when they read alike, or when the value is below the money format's precision."""
-    shown, bound = _measure(name, value), _limit(name, limit)
+    shown, bound = _measure(unit, value), _limit(unit, limit)
     if shown == bound or shown.startswith("<"):
-        shown, bound = _full(name, value), _full(name, limit)
+        shown, bound = _full(unit, value), _full(unit, limit)
     return shown, bound
 
 
-def _limit(name: str, limit: float) -> str:
+def _limit(unit: Unit, limit: float) -> str:
     """A limit as the user set it: one below the money format's precision (`<$0.0001`) would
     read as a range, not a number (`cost $0.0393 > <$0.0001`)."""
-    shown = _measure(name, limit)
-    return _full(name, limit) if shown.startswith("<") else shown
+    shown = _measure(unit, limit)
+    return _full(unit, limit) if shown.startswith("<") else shown
 
 
-def _full(name: str, value: float) -> str:
-    unit = "ms" if name.endswith("duration") else ""
-    money = "$" if name.endswith("cost") else ""
-    return f"{money}{value:.12g}{unit}"
+def _full(unit: Unit, value: float) -> str:
+    money, suffix = ("$" if unit == "usd" else ""), ("ms" if unit == "ms" else "")
+    return f"{money}{value:.12g}{suffix}"
 
 
-def _measure(name: str, value) -> str:
+def _measure(unit: Unit, value) -> str:
     if value is None:
         return "-"
-    if name.endswith("cost"):
+    if unit == "usd":
         return humanise.money(value)
-    if name.endswith("duration"):
+    if unit == "ms":
         return humanise.duration(value)
-    if name.endswith("rate"):
+    if unit == "fraction":
         return f"{value:.2%}".replace(".00%", "%")
     return f"{value:,}" if isinstance(value, int) else f"{value:,.0f}"
 
@@ -217,14 +216,14 @@ def _measure(name: str, value) -> str:
 def _budget_cells(budgets: list[Budget]) -> list[list[str]]:
     rows = []
     for b in budgets:
-        found = _measure(b.name, b.value)
+        found = _measure(b.unit, b.value)
         if b.session_id:
             found += f" ({humanise.plain(b.session_id)})"
         if b.breaches:
             found += f", {len(b.breaches):,} over"
         if b.unpriced_sessions:
             found += f", {len(b.unpriced_sessions):,} with unpriced calls"
-        rows.append([b.name, _limit(b.name, b.limit), found, _RESULTS[b.reason]])
+        rows.append([b.name, _limit(b.unit, b.limit), found, _RESULTS[b.reason]])
     return rows
 
 

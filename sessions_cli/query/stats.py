@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from datetime import tzinfo
+from typing import Literal
 
 import polars as pl
 
@@ -216,6 +217,18 @@ def _group_key(by: str, zone: tzinfo | None) -> pl.Expr:
 # Budgets
 
 
+Unit = Literal["usd", "tokens", "ms", "fraction"]
+# What each budget measures in: how its value and limit read.
+BUDGET_UNITS: dict[str, Unit] = {
+    "max_session_cost": "usd",
+    "max_total_cost": "usd",
+    "max_session_tokens": "tokens",
+    "max_total_tokens": "tokens",
+    "max_session_duration": "ms",
+    "max_error_rate": "fraction",
+}
+
+
 @dataclass(frozen=True)
 class Budget:
     name: str  # the option without dashes, snake_case: max_session_cost
@@ -231,6 +244,10 @@ class Budget:
     @property
     def held(self) -> bool:
         return self.reason is None
+
+    @property
+    def unit(self) -> Unit:
+        return BUDGET_UNITS[self.name]
 
     def as_dict(self) -> dict:
         out = {"budget": self.name, "limit": self.limit, "value": self.value, "held": self.held,
