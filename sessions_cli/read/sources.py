@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 import polars as pl
 
@@ -718,7 +718,12 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def _json_mode(block: bytes) -> str:
+# How a JSON file is laid out: OTLP documents a line each, span records a line each, or one
+# (pretty-printed) document.
+JsonMode = Literal["lines", "flat", "document"]
+
+
+def _json_mode(block: bytes) -> JsonMode:
     """ "lines" of OTLP, "flat" span records, or one pretty-printed "document".
 
     JSON lines: one of the first lines is a JSON value on its own (the first may be the
