@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions_cli.cli import main as cli
+from sessions_cli.cli import steps
 from sessions_cli.model import sessions as model
 from sessions_cli.read import keys as attributes
 from sessions_cli.read import sources as inputs
@@ -254,7 +254,7 @@ def test_progress_waits_a_second_then_redraws_in_place_and_erases(monkeypatch):
     stderr = io.StringIO()
     monkeypatch.setattr("sys.stderr", stderr)
     now = [100.0]
-    progress = cli.Progress(total=2_000_000)
+    progress = steps.Progress(total=2_000_000)
     progress.clock, progress.started = (lambda: now[0]), now[0]
     progress(500_000)  # at once: nothing
     assert stderr.getvalue() == ""

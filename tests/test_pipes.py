@@ -95,14 +95,14 @@ def test_a_breached_budget_still_fails_when_the_reader_stops_early(monkeypatch):
     """`sessions stats ... | head -1` in CI: the budget's exit code must survive the reader
     going away. A real pipe closes at a moment the test cannot choose, so the closed pipe is
     simulated where stdout is written."""
-    from sessions_cli.cli import main as cli
+    from sessions_cli.cli import steps
 
     def reader_gone(text):
-        raise cli._ReaderGone
+        raise steps.ReaderGone
 
-    monkeypatch.setattr(cli, "_out", reader_gone)
+    monkeypatch.setattr(steps, "out", reader_gone)
     result = run("stats", str(REAL), "--max-session-cost", "0")
     assert result.exit_code == 3
     assert "budget:" in result.stderr
-    with pytest.raises(cli._ReaderGone):  # nothing over budget: `main` ends quietly with 0
+    with pytest.raises(steps.ReaderGone):  # nothing over budget: `main` ends quietly with 0
         run("stats", str(REAL))

@@ -386,13 +386,13 @@ def test_errors_are_marked_and_plain_ascii_stays_ascii(tree):
 
 
 def test_colour_only_when_asked_and_never_with_no_color(tree, monkeypatch):
-    from sessions_cli.cli import main as cli
+    from sessions_cli.cli import steps
 
     assert "\x1b[" not in drawing(SESSION, str(tree), columns=100)  # not a terminal
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
-    assert cli._colour_wanted()
+    assert steps.colour_wanted()
     monkeypatch.setenv("NO_COLOR", "1")
-    assert not cli._colour_wanted()
+    assert not steps.colour_wanted()
 
 
 @pytest.mark.parametrize(

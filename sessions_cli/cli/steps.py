@@ -1,0 +1,265 @@
+"""The steps every command shares: read PATHS into a model, warn on stderr, write data to
+stdout (quietly when the reader goes away), and the terminal questions (colour, width)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+
+import click
+
+from sessions_cli.cli import options
+from sessions_cli.errors import SessionsError
+from sessions_cli.output import humanise
+from sessions_cli.tuning import Tuning
+
+# Sizes and worker counts for every command, from this machine's cores.
+TUNING = Tuning()
+
+
+class CliError(click.ClickException):
+    """A library error as the user sees it: `sessions: error: ...` and the contract's code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        # click declares exit_code on the class; each error carries its own.
+        self.exit_code = code  # type: ignore[misc]
+
+    def show(self, file=None) -> None:
+        # Messages quote what users and their data typed: escapes must not reach the terminal.
+        click.echo(f"sessions: error: {humanise.plain(self.format_message())}", err=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared steps
+
+
+def load(paths, *, strict, session_keys, price_file, cost_mode, need_spans=False):
+    """The model of PATHS. Spans wait in a SpanStore (on disk past a size); it is removed when
+    the command ends. With `need_spans` (a budget check), reading no spans is an error: an
+    empty export must not pass a CI gate."""
+    from sessions_cli.model import sessions as model
+
+    prices = price_file or {}  # read and checked while the options were parsed
+    store, report = store_of(paths, strict=strict, session_keys=session_keys)
+    with timed("model"):
+        built = model.build(
+            store.groups(),
+            cost_mode=cost_mode,
+            prices=prices,
+            load_spans=store.spans_of,
+            spill_dir=store.directory,
+            workers=TUNING.model_workers,
+        )
+    # A converted Parquet file is read a group at a time, as the model takes them.
+    TIMINGS["read"] += store.read_seconds
+    TIMINGS["model"] -= store.read_seconds
+    warn_read(store, report, built.notices)
+    if need_spans and store.rows == 0:
+        where = ", ".join(paths) if paths else "the input"
+        raise SessionsError(
+            f"read no spans from {where}, so no budget was checked "
+            "(pass --allow-empty to accept empty input)"
+        )
+    return built
+
+
+# Seconds per phase, printed on stderr at exit when $SESSIONS_TIMING is set (benchmarks/).
+TIMINGS: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def timed(phase: str):
+    import time
+
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        TIMINGS[phase] = TIMINGS.get(phase, 0.0) + time.perf_counter() - started
+
+
+def store_of(paths, *, strict, session_keys):
+    """The deduplicated spans of PATHS, in a SpanStore (on disk past a size) that is removed
+    when the command ends, and the report of what was read."""
+    from sessions_cli.read import keys as attributes
+    from sessions_cli.store import loading
+
+    with reading(paths) as (sources, progress), timed("read"):
+        store, report = loading.read_store(
+            sources,
+            attributes.chains(tuple(session_keys)),
+            tuning=TUNING,
+            strict=strict,
+            progress=progress,
+        )
+    # The part of reading spent writing spill files: the same for any input format.
+    TIMINGS["of which spilling"] = store.spill_seconds
+    click.get_current_context().call_on_close(store.close)
+    return store, report
+
+
+def note_unpriced(rows) -> None:
+    """One stderr line naming the models of these rows' calls that have no price (their cost
+    is unknown), and how to give one."""
+    from sessions_cli.query import stats
+
+    unpriced = stats.unpriced_models(rows)
+    if not unpriced:
+        return
+    calls = sum(n for _, n in unpriced)
+    shown = [f"{model or '(no model named)'} ({n:,})" for model, n in unpriced[:5]]
+    if len(unpriced) > 5:
+        shown.append(humanise.count(len(unpriced) - 5, "more model"))
+    named = next((m for m, _ in unpriced if m), None)
+    fix = (
+        f'; give prices with --prices FILE: {{"{named}": {{"input_per_mtok": 0.15, '
+        '"output_per_mtok": 0.6}}'
+        if named
+        else "; a call that names no model can only be priced by a cost attribute"
+    )
+    warn(
+        [
+            f"{humanise.count(calls, 'LLM call')} {'has' if calls == 1 else 'have'} tokens "
+            "but no price, so "
+            f"{'its' if calls == 1 else 'their'} cost is unknown (a cost shows ? or a lower "
+            f"bound ≥$): {', '.join(shown)}{fix}"
+        ],
+        empty=False,
+    )
+
+
+def warn_read(store, report, notices=()) -> None:
+    """What reading found, once the store's groups have been read through (re-sent spans
+    with different content are counted then), with the model's notices."""
+    report.conflicting_duplicates = store.conflicting_duplicates
+    report.spans_without_ids = store.without_ids
+    warn(report.warnings() + list(notices), empty=store.rows == 0)
+
+
+@contextlib.contextmanager
+def reading(paths):
+    """The sources of PATHS, and a progress line on stderr when it is a terminal."""
+    from sessions_cli.read import sources as inputs
+
+    sources = inputs.resolve(tuple(paths), stdin_is_tty=stdin_is_tty(), env=dict(os.environ))
+    progress = Progress(inputs.total_bytes(sources)) if stderr_is_tty() else None
+    try:
+        yield sources, progress
+    finally:
+        if progress is not None:
+            progress.done()
+
+
+def warn(warnings: list[str], *, empty: bool) -> None:
+
+    for warning in warnings:  # file names and reasons can hold control characters
+        click.echo(f"sessions: warning: {humanise.plain(warning)}", err=True)
+    if empty:
+        click.echo("sessions: no spans found in the input", err=True)
+
+
+class Progress:
+    """`sessions: reading 412 MB of 1.4 GB (29%), 3.1 s` on stderr, redrawn in place, shown only
+    once reading has taken a second (small inputs never flash a line), and erased at the end."""
+
+    DELAY_S = 1.0
+
+    def __init__(self, total: int | None) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.started = self.clock()
+        self.total = total
+        self.shown = False
+
+    def __call__(self, done: int) -> None:
+        elapsed = self.clock() - self.started
+        if elapsed < self.DELAY_S:
+            return
+        of = f" of {size(self.total)} ({min(done / self.total, 1):.0%})" if self.total else ""
+        sys.stderr.write(f"\r\x1b[Ksessions: reading {size(done)}{of}, {elapsed:.1f} s")
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def stdin_is_tty() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) -> None:
+    from sessions_cli.output import render
+
+    wanted = options.checked_columns(columns, fields)
+    if wanted is None:
+        wanted = render.TABLE_COLUMNS[kind] if fmt == "table" else fields
+    if rows.is_empty():
+        click.echo(f"sessions: {empty_note}", err=True)
+    width = table_width() if fmt == "table" else None
+    unpriced = rows.get_column("unpriced_call_count") if "unpriced_call_count" in rows else None
+    for piece in render.pieces(
+        rows.select(wanted),
+        fmt,
+        tz=zone,
+        width=width,
+        seconds=seconds,
+        raw_csv=raw_csv(),
+        unpriced=unpriced,
+    ):
+        out(piece)
+
+
+class ReaderGone(Exception):
+    """stdout's reader went away (`| head`). Raised instead of BrokenPipeError, which click
+    turns into exit 1 when it comes from inside a command (rows are written a slice at a
+    time, so it can); `main` ends quietly with 0."""
+
+
+def out(text: str) -> None:
+    """Data to stdout exactly as rendered. (click.echo would strip escape sequences when not on
+    a terminal: data must not change with where it goes; tables are made safe when rendered.)"""
+    try:
+        click.echo(text, nl=False, color=True)
+    except BrokenPipeError:
+        raise ReaderGone from None
+
+
+def raw_csv() -> bool:
+    return bool(click.get_current_context().meta.get("raw_csv"))
+
+
+def colour_wanted() -> bool:
+    """Colour only on a terminal, and never with NO_COLOR set (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def table_width() -> int | None:
+    """Fit tables to the terminal; when piped, only if $COLUMNS asks for a width."""
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return shutil.get_terminal_size((100, 24)).columns
+    return None
