@@ -266,10 +266,12 @@ def test_budgets_in_json(budgeted):
     budgets = {b["budget"]: b for b in json.loads(result.stdout)["budgets"]}
     assert budgets["max_session_cost"] == {
         "budget": "max_session_cost", "limit": 0.4, "value": 0.5, "held": False,
-        "reason": "exceeded", "session_id": "s2", "breaching_sessions": 1, "unpriced_sessions": 0,
+        "reason": "exceeded", "warned": False, "session_id": "s2", "breaching_sessions": 1,
+        "unpriced_sessions": 0,
     }  # fmt: skip
     assert budgets["max_total_tokens"] == {
         "budget": "max_total_tokens", "limit": 5000, "value": 4000, "held": True, "reason": None,
+        "warned": False,
     }  # fmt: skip
 
 

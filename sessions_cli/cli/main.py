@@ -23,7 +23,7 @@ os.environ.setdefault(
 import click
 
 from sessions_cli import __version__
-from sessions_cli.cli import options, steps
+from sessions_cli.cli import config, diff, options, steps
 from sessions_cli.errors import ExitCode, SessionsError
 from sessions_cli.output import humanise
 
@@ -66,7 +66,18 @@ class SessionsGroup(click.Group):
     callback=lambda ctx, _param, value: _show_version(ctx) if value else None,
     help="Show the version (and the price table's release) and exit.",
 )
-def cli() -> None:
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    envvar="SESSIONS_CONFIG",
+    metavar="FILE",
+    help="Option defaults from FILE (sessions.toml, or a pyproject.toml with [tool.sessions]). "
+    "By default the nearest one from the working directory up is used; flags override it.",
+)
+@click.option("--no-config", is_flag=True, help="Use no config file.")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None, no_config: bool) -> None:
     """Session analytics for LLM application traces (OpenTelemetry exports).
 
     Traces that share a session id form a session: a conversation, a workflow, a batch job.
@@ -74,6 +85,8 @@ def cli() -> None:
     list, inspect and total them. Input comes from PATHS (files, directories, globs, or - for
     stdin), from piped stdin, or from $SESSIONS_TRACES.
     """
+    if not no_config:
+        ctx.default_map = config.default_map(ctx.command, config_file, search=True)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,7 +340,7 @@ def convert_command(paths, strict, session_keys, price_file, cost_mode, output):
 @options.filter_options
 @click.option(
     "--by",
-    type=options.StatsValue("field", "check_grouping"),
+    type=options.QueryValue("field", "check_grouping"),
     metavar="FIELD",
     help="Also total per group: user, model, provider, name, tag, day, week, month or meta:KEY. "
     "By model or provider each LLM call counts for its own group, so the rows add up to the "
@@ -363,6 +376,7 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
 
     limits = {name: given.pop(name) for name in options.BUDGETS}
     allow_empty, allow_unpriced = given.pop("allow_empty"), given.pop("allow_unpriced")
+    warn_at = given.pop("warn_at")
     zone = options.zone_from(tz)
     filters = options.filters_from(given, zone)
     model = steps.load(
@@ -379,7 +393,7 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
     steps.note_unpriced(sessions)
     orphans = query.filter_orphans(model.orphans, filters)
     found = stats.report(sessions, orphans, by=by, zone=zone, limits=limits,
-                         allow_unpriced=allow_unpriced)  # fmt: skip
+                         allow_unpriced=allow_unpriced, warn_at=warn_at)  # fmt: skip
     if fmt == "json":
         text = render_stats.as_json(found)
     elif fmt == "table":
@@ -390,16 +404,12 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
         rows = found.groups if found.groups is not None else found.distributions
         wanted = options.checked_columns(columns, rows.columns) or rows.columns
         text = render.render(rows.select(wanted), fmt, raw_csv=steps.raw_csv())
-    breaches = render_stats.breach_lines(found.budgets)
-    try:
-        steps.out(text)
-    except steps.ReaderGone:  # `| head` must not turn a breached budget into success
-        if not breaches:
-            raise
-    for line in breaches:
-        click.echo(line, err=True)
-    if breaches:
-        raise click.exceptions.Exit(ExitCode.BUDGET)
+    findings = [("error", line) for line in render_stats.breach_lines(found.budgets)]
+    findings += [("warning", line) for line in render_stats.near_lines(found.budgets)]
+    steps.gate(text, findings, title="sessions budget")
+
+
+cli.add_command(diff.diff_command)
 
 
 class _Terminated(BaseException):

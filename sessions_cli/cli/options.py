@@ -39,8 +39,14 @@ class PriceFile(click.ParamType):
 
 
 def input_options(command):
+    """PATHS, and how to read them."""
+    return stacked([click.argument("paths", nargs=-1, metavar="[PATHS]..."), reading_options],
+                   command)  # fmt: skip
+
+
+def reading_options(command):
+    """How to read the input: strictness, session keys, prices, cost mode."""
     decorators = [
-        click.argument("paths", nargs=-1, metavar="[PATHS]..."),
         click.option(
             "--strict",
             is_flag=True,
@@ -149,8 +155,8 @@ def output_options(command):
             show_default=True,
             help="table is for people; the others are for programs (raw numbers, UTC).",
         ),
-        click.option("--json", "fmt", flag_value="json", help="Short for --format json."),
-        click.option("--csv", "fmt", flag_value="csv", help="Short for --format csv."),
+        click.option("--json", "short_json", is_flag=True, help="Short for --format json."),
+        click.option("--csv", "short_csv", is_flag=True, help="Short for --format csv."),
         click.option(
             "--columns",
             metavar="A,B,C",
@@ -172,7 +178,25 @@ def output_options(command):
             "always UTC.",
         ),
     ]
-    return stacked(decorators, command)
+    return stacked(decorators, _one_format(command))
+
+
+def _one_format(command):
+    """The command gets one `fmt`: --json or --csv, else --format (from the command line, a
+    config file, or its default). Two that disagree on the command line are a usage error,
+    never a silent pick."""
+
+    @functools.wraps(command)
+    def with_format(*args, fmt, short_json, short_csv, **kwargs):
+        ctx = click.get_current_context()
+        shorts = [name for name, given in (("json", short_json), ("csv", short_csv)) if given]
+        typed = ctx.get_parameter_source("fmt") == click.core.ParameterSource.COMMANDLINE
+        if len(shorts) > 1 or (shorts and typed and fmt != shorts[0]):
+            given = [f"--{s}" for s in shorts] + ([f"--format {fmt}"] if typed else [])
+            raise click.UsageError(f"{' and '.join(given)} ask for different formats: give one")
+        return command(*args, fmt=shorts[0] if shorts else fmt, **kwargs)
+
+    return with_format
 
 
 def budget_options(command):
@@ -200,20 +224,33 @@ def budget_options(command):
             "not known.",
         )
     )
+    decorators.append(warn_at_option)
     return stacked(decorators, command)
 
 
-class StatsValue(click.ParamType):
-    """An option value read by a parser of sessions_cli.query.stats, imported only when used."""
+def warn_at_option(command):
+    return click.option(
+        "--warn-at",
+        type=QueryValue("fraction", "parse_fraction"),
+        metavar="FRACTION",
+        help="Also warn (a ::warning annotation in GitHub Actions) when a value that holds is "
+        "past this share of its limit: 80% or 0.8.",
+    )(command)
 
-    def __init__(self, name: str, parser: str) -> None:
-        self.name, self.parser = name, parser
+
+class QueryValue(click.ParamType):
+    """An option value read by a parser of a sessions_cli.query module (stats, diff), imported
+    only when used. A value from a config file may be a TOML number: it is read as its text."""
+
+    def __init__(self, name: str, parser: str, module: str = "stats") -> None:
+        self.name, self.parser, self.module = name, parser, module
 
     def convert(self, value, param, ctx):
-        from sessions_cli.query import stats
+        import importlib
 
+        parse = getattr(importlib.import_module(f"sessions_cli.query.{self.module}"), self.parser)
         try:
-            return getattr(stats, self.parser)(value)
+            return parse(value if isinstance(value, str) else str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -226,10 +263,10 @@ BUDGETS = {
                            "no session may use more than N total tokens."),
     "max_total_tokens": (click.IntRange(min=0), "N",
                          "the sessions together may use at most N total tokens."),
-    "max_session_duration": (StatsValue("duration", "parse_duration_ms"), "DURATION",
+    "max_session_duration": (QueryValue("duration", "parse_duration_ms"), "DURATION",
                              "no session may last longer than DURATION (90s, 5m, 1h; a bare "
                              "number is seconds)."),
-    "max_error_rate": (StatsValue("fraction", "parse_fraction"), "FRACTION",
+    "max_error_rate": (QueryValue("fraction", "parse_fraction"), "FRACTION",
                        "at most this share of the sessions' traces may fail (0.05 or 5%)."),
 }  # fmt: skip
 

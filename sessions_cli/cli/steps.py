@@ -11,7 +11,7 @@ import sys
 import click
 
 from sessions_cli.cli import options
-from sessions_cli.errors import SessionsError
+from sessions_cli.errors import ExitCode, SessionsError
 from sessions_cli.output import humanise
 from sessions_cli.tuning import Tuning
 
@@ -263,3 +263,26 @@ def table_width() -> int | None:
     if "COLUMNS" in os.environ or sys.stdout.isatty():
         return shutil.get_terminal_size((100, 24)).columns
     return None
+
+
+def gate(text: str, findings: list[tuple[str, str]], *, title: str) -> None:
+    """A CI gate's ending: the report on stdout, then each finding, ("error" or "warning",
+    text), on stderr, also as a GitHub Actions annotation when running in Actions; exit 3 when
+    any is an error. A reader gone from stdout (`| head`) must not turn a failure into
+    success."""
+    from sessions_cli.output import ci
+
+    failed = any(level == "error" for level, _ in findings)
+    try:
+        out(text)
+    except ReaderGone:
+        if not failed:
+            raise
+    in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
+    for level, line in findings:
+        shown = humanise.plain(line)
+        click.echo(shown if level == "error" else f"sessions: warning: {shown}", err=True)
+        if in_actions:
+            click.echo(ci.github_annotation(level, title, shown), err=True)  # type: ignore[arg-type]
+    if failed:
+        raise click.exceptions.Exit(ExitCode.BUDGET)

@@ -61,6 +61,7 @@ def pieces(
     raw_csv: bool = False,
     header: bool = True,
     unpriced: pl.Series | None = None,
+    numbers: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """The text to print for `rows`, in pieces to be written as they come.
 
@@ -68,7 +69,9 @@ def pieces(
     session's traces). CSV/TSV text cells that a spreadsheet would run as a formula are
     defused with a leading `'`, unless `raw_csv`; `header`: CSV/TSV column names first (not
     for rows appended to a file that has them). `unpriced`: each row's count of unpriced calls,
-    so that a table marks a cost that leaves them out as a lower bound (`≥$0.0103`)."""
+    so that a table marks a cost that leaves them out as a lower bound (`≥$0.0103`);
+    `numbers`: text columns that hold numbers written by us (never defused: -0.25 is no
+    formula)."""
     if fmt == "table":
         yield _table(rows, tz=tz, width=width, seconds=seconds, unpriced=unpriced)
     elif fmt == "markdown":
@@ -83,7 +86,7 @@ def pieces(
             if fmt in ("csv", "tsv"):
                 separator = "," if fmt == "csv" else "\t"
                 first = header and offset == 0
-                yield _delimited(part, separator, defuse=not raw_csv, header=first)
+                yield _delimited(part, separator, defuse=not raw_csv, header=first, numbers=numbers)
             elif fmt == "jsonl":
                 yield "".join(line + "\n" for line in json_text.objects(part, indent=None))
             else:  # the pieces of one JSON array, as json.dumps(records, indent=2) writes it
@@ -140,7 +143,12 @@ def _flat_frame(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def _delimited(
-    rows: pl.DataFrame, separator: str, *, defuse: bool = True, header: bool = True
+    rows: pl.DataFrame,
+    separator: str,
+    *,
+    defuse: bool = True,
+    header: bool = True,
+    numbers: tuple[str, ...] = (),
 ) -> str:
     flat = _flat_frame(rows)
     if defuse:
@@ -150,7 +158,7 @@ def _delimited(
             .otherwise(pl.col(c))
             .alias(c)
             for c, dtype in flat.schema.items()
-            if dtype == pl.String
+            if dtype == pl.String and c not in numbers
         )
     return flat.write_csv(separator=separator, float_precision=None, include_header=header)
 
@@ -166,7 +174,7 @@ def _markdown(rows: pl.DataFrame) -> str:
         return ""
     # Cells are made plain (no control characters, one line) and a | is escaped, since it
     # would end the cell.
-    cells = [[_markdown_cell(v) for v in row] for row in flat.rows()]
+    cells = [[markdown_cell(v) for v in row] for row in flat.rows()]
     return tables.github(flat.columns, cells) + "\n"
 
 
@@ -174,7 +182,7 @@ def _markdown(rows: pl.DataFrame) -> str:
 # Tables for people
 
 
-def _markdown_cell(value) -> str:
+def markdown_cell(value) -> str:
     if value is None:
         return ""
     return humanise.plain(value).replace("|", "\\|") if isinstance(value, str) else str(value)

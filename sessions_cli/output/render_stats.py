@@ -137,7 +137,8 @@ def as_markdown(report: StatsReport) -> str:
             f"#### By {by}\n\n_{_group_note(by).capitalize()}._\n\n" + table(headers, rows)
         )
     if budgets:
-        marks = {"held": "✅ held", "EXCEEDED": "❌ exceeded", "UNPRICED": "❌ unpriced"}
+        marks = {"held": "✅ held", "held (near)": "⚠️ held, near its limit",
+                 "EXCEEDED": "❌ exceeded", "UNPRICED": "❌ unpriced"}  # fmt: skip
         cells = [[name, limit, found, marks[result]]
                  for name, limit, found, result in _budget_cells(budgets)]  # fmt: skip
         parts.append("#### Budgets\n\n" + table(["budget", "limit", "found", "result"], cells))
@@ -177,6 +178,18 @@ def breach_lines(budgets: list[Budget], *, most: int = 50) -> list[str]:
         elif budget.value is not None:  # a total over its limit
             shown, limit = _pair(budget.unit, budget.value, budget.limit)
             lines.append(f"budget: {what} {shown} > {limit}")
+    return lines
+
+
+def near_lines(budgets: list[Budget]) -> list[str]:
+    """One stderr line per budget that held with its value past --warn-at of its limit."""
+    lines = []
+    for budget in budgets:
+        if budget.warned and budget.value is not None:
+            shown, limit = _pair(budget.unit, budget.value, budget.limit)
+            worst = f" (session {humanise.plain(budget.session_id)})" if budget.session_id else ""
+            what = budget.name.removeprefix("max_").replace("_", " ")
+            lines.append(f"budget: {what} {shown}{worst} is near its limit of {limit}")
     return lines
 
 
@@ -223,7 +236,8 @@ def _budget_cells(budgets: list[Budget]) -> list[list[str]]:
             found += f", {len(b.breaches):,} over"
         if b.unpriced_sessions:
             found += f", {len(b.unpriced_sessions):,} with unpriced calls"
-        rows.append([b.name, _limit(b.unit, b.limit), found, _RESULTS[b.reason]])
+        result = "held (near)" if b.warned else _RESULTS[b.reason]
+        rows.append([b.name, _limit(b.unit, b.limit), found, result])
     return rows
 
 

@@ -46,6 +46,7 @@ def report(
     zone: tzinfo | None = None,
     limits: dict[str, float | None] | None = None,
     allow_unpriced: bool = False,
+    warn_at: float | None = None,
 ) -> StatsReport:
     """Totals, distributions, the groups of `by` and the budgets of `limits` over sessions."""
     return StatsReport(
@@ -53,7 +54,9 @@ def report(
         distributions=distributions(sessions),
         by=by,
         groups=groups(sessions, by, zone=zone) if by else None,
-        budgets=check_budgets(sessions, limits or {}, allow_unpriced=allow_unpriced),
+        budgets=check_budgets(
+            sessions, limits or {}, allow_unpriced=allow_unpriced, warn_at=warn_at
+        ),
     )
 
 
@@ -69,7 +72,7 @@ def totals(sessions: pl.DataFrame, orphans: pl.DataFrame) -> dict:
         pl.col("input_tokens").sum(),
         pl.col("output_tokens").sum(),
         pl.col("total_tokens").sum(),
-        _known_sum(pl.col("cost_usd")).alias("cost_usd"),
+        known_sum(pl.col("cost_usd")).alias("cost_usd"),
         pl.col("unpriced_call_count").sum(),
         (pl.col("error_count") > 0).sum().alias("sessions_with_errors"),
     ).row(0, named=True)
@@ -118,7 +121,7 @@ def groups(sessions: pl.DataFrame, by: str, *, zone: tzinfo | None = None) -> pl
     else:
         per_session = sessions.select(
             "session_id",
-            _group_key(by, zone).alias("group"),
+            group_key(by, zone).alias("group"),
             "trace_count",
             pl.col("llm_call_count").alias("llm_calls"),
             "total_tokens",
@@ -133,7 +136,7 @@ def groups(sessions: pl.DataFrame, by: str, *, zone: tzinfo | None = None) -> pl
             pl.col("trace_count").sum().alias("traces"),
             pl.col("llm_calls").sum(),
             pl.col("total_tokens").sum(),
-            _known_sum(cost).alias("cost_usd"),
+            known_sum(cost).alias("cost_usd"),
             pl.col("unpriced_call_count").sum(),
             cost.quantile(0.5, "linear").alias("p50_session_cost"),
             cost.quantile(0.95, "linear").alias("p95_session_cost"),
@@ -165,7 +168,7 @@ def _calls_per_session(sessions: pl.DataFrame, by: str) -> pl.DataFrame:
     )
 
 
-def _known_sum(money: pl.Expr) -> pl.Expr:
+def known_sum(money: pl.Expr) -> pl.Expr:
     """Money summed as an exact decimal whatever the order of the rows (see pricing.EXACT),
     over the known values; null when there are values and none is known."""
     from sessions_cli.model.pricing import exact
@@ -181,7 +184,7 @@ def check_grouping(by: str) -> str:
     raise ValueError(f"expected one of {', '.join(GROUPINGS)}, got {by!r}")
 
 
-def _group_key(by: str, zone: tzinfo | None) -> pl.Expr:
+def group_key(by: str, zone: tzinfo | None) -> pl.Expr:
     """A list-valued key per session (explode makes one row per value; empty lists -> null)."""
     as_list = {
         "user": pl.col("users"),
@@ -240,6 +243,7 @@ class Budget:
     session_id: str | None = None  # the worst session, for per-session budgets
     breaches: tuple[tuple[str, float], ...] = ()  # (session id, value) over the limit
     unpriced_sessions: tuple[str, ...] = ()  # sessions with unpriced calls, for cost budgets
+    warned: bool = False  # held, but the value is past --warn-at of the limit
 
     @property
     def held(self) -> bool:
@@ -251,7 +255,7 @@ class Budget:
 
     def as_dict(self) -> dict:
         out = {"budget": self.name, "limit": self.limit, "value": self.value, "held": self.held,
-               "reason": self.reason}  # fmt: skip
+               "reason": self.reason, "warned": self.warned}  # fmt: skip
         if self.name.startswith("max_session_"):
             out["session_id"] = self.session_id
             out["breaching_sessions"] = len(self.breaches)
@@ -269,16 +273,21 @@ SESSION_BUDGETS = {
 COST_BUDGETS = ("max_session_cost", "max_total_cost")
 # Comparisons of money allow for float summation noise far below a billionth of a dollar:
 # 0.1 + 0.2 must not break a $0.30 budget.
-_MONEY_DECIMALS = 10
+MONEY_DECIMALS = 10
 
 
 def check_budgets(
-    sessions: pl.DataFrame, limits: dict[str, float | None], *, allow_unpriced: bool = False
+    sessions: pl.DataFrame,
+    limits: dict[str, float | None],
+    *,
+    allow_unpriced: bool = False,
+    warn_at: float | None = None,
 ) -> list[Budget]:
     """Evaluate every budget given (None: not given). A value equal to its limit holds. A cost
     budget over sessions with unpriced calls fails as "unpriced" (their cost is not known),
     unless `allow_unpriced`, when the known costs are checked; a proven breach is "exceeded"
-    either way."""
+    either way. A budget that holds with its value past `warn_at` (a fraction) of its limit
+    is `warned`."""
     unpriced = tuple(
         sessions.filter(pl.col("unpriced_call_count") > 0).get_column("session_id").sort().to_list()
     )
@@ -290,6 +299,8 @@ def check_budgets(
         if name in COST_BUDGETS and unpriced:
             reason = budget.reason or (None if allow_unpriced else "unpriced")
             budget = replace(budget, reason=reason, unpriced_sessions=unpriced)
+        if budget.held and warn_at is not None and budget.value is not None:
+            budget = replace(budget, warned=budget.value > limit * warn_at)
         out.append(budget)
     return out
 
@@ -302,7 +313,7 @@ def _check(sessions: pl.DataFrame, name: str, limit: float) -> Budget:
         column = SESSION_BUDGETS[name]
         value = pl.col(column)
         if column == "cost_usd":
-            value = value.round(_MONEY_DECIMALS)
+            value = value.round(MONEY_DECIMALS)
         values = sessions.select("session_id", value.alias("value"))
         over = values.filter(pl.col("value") > limit).sort(
             ["value", "session_id"], descending=[True, False]
@@ -312,8 +323,8 @@ def _check(sessions: pl.DataFrame, name: str, limit: float) -> Budget:
         return Budget(name, limit, top[1], verdict(not over.is_empty()), top[0],
                       tuple(over.iter_rows()))  # fmt: skip
     if name == "max_total_cost":
-        total = sessions.select(_known_sum(pl.col("cost_usd"))).item()
-        total = None if total is None else round(total, _MONEY_DECIMALS)
+        total = sessions.select(known_sum(pl.col("cost_usd"))).item()
+        total = None if total is None else round(total, MONEY_DECIMALS)
         return Budget(name, limit, total, verdict(total is not None and total > limit))
     if name == "max_total_tokens":
         tokens = int(sessions.get_column("total_tokens").sum())
