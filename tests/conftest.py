@@ -31,7 +31,7 @@ assert SESSIONS, "the `sessions` console script is not installed: pip install -e
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path_factory):
-    for name in ("SESSIONS_TRACES", "COLUMNS", "NO_COLOR"):
+    for name in ("SESSIONS_TRACES", "SESSIONS_CONFIG", "COLUMNS", "NO_COLOR", "GITHUB_ACTIONS"):
         monkeypatch.delenv(name, raising=False)
     # The price-rate cache of a test run lives and dies with it.
     monkeypatch.setenv("SESSIONS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
