@@ -8,13 +8,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import statistics
+import subprocess
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import REAL, run
 from tests.otlp_builder import document, lines, span
+
+ROOT = Path(__file__).resolve().parent.parent
 
 M = 1_000_000
 # Per priced session, cost in BASE and in NEW (the support session's 6,600 input and 560 output
@@ -424,3 +431,109 @@ def test_config_mistakes_are_usage_errors_naming_the_file(tmp_path, monkeypatch,
     result = run("stats", str(REAL))
     assert result.exit_code == 2, result.stderr
     assert message in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The pull-request gate of docs/usage.md, its shell steps run as written
+
+
+def workflow_steps() -> dict[str, str]:
+    """name -> `run:` script of each step of the diff workflow in docs/usage.md."""
+    text = (ROOT / "docs" / "usage.md").read_text(encoding="utf-8")
+    block = text.split("<!-- diff-ci-example -->", 1)[1].split("```yaml\n", 1)[1]
+    block = block.split("```", 1)[0]
+    steps, name, script, indent = {}, None, None, 0
+    for line in block.splitlines():
+        stripped = line.strip()
+        if script is not None:
+            if stripped and len(line) - len(line.lstrip()) <= indent:
+                steps[name], script = "\n".join(script) + "\n", None
+            else:
+                script.append(line[indent + 2 :])
+                continue
+        if stripped.startswith("- name:"):
+            name = stripped.removeprefix("- name:").strip()
+        elif stripped == "run: |":
+            script, indent = [], len(line) - len(line.lstrip())
+    if script is not None:
+        steps[name] = "\n".join(script) + "\n"
+    return steps
+
+
+# `gh` and `pip` stood in for: the package is installed here already, and there is no GitHub.
+GH_STUB = """#!/bin/sh
+echo "$*" >> "$GH_LOG"
+case "$1 $2" in
+  "run list") echo 4242 ;;
+  "run download") mkdir -p baseline && cp "$ARTIFACT" baseline/spans.parquet ;;
+  "pr comment") cp "$5" "$COMMENT" ;;
+esac
+"""
+
+
+def run_step(script: str, cwd, traces, **env) -> subprocess.CompletedProcess:
+    bin_dir = cwd / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in (("pip", "#!/bin/sh\nexit 0\n"), ("gh", GH_STUB)):
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]])
+    full = {**os.environ, "PATH": path, "TRACES": str(traces), "PR": "7",
+            "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(cwd / "summary.md"),
+            "GH_LOG": str(cwd / "gh.log"), "COMMENT": str(cwd / "comment.md"), **env}  # fmt: skip
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=cwd, env=full, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("new_side", "code"), [("same", 0), ("costlier", 3)])
+def test_the_pull_request_gate_runs_as_documented(tmp_path, costlier, new_side, code):
+    steps = workflow_steps()
+    assert list(steps) == ["Install sessions", "Keep these traces as the baseline",
+                           "Fetch the baseline of main", "Compare with main"]  # fmt: skip
+    main_run, pr_run = tmp_path / "main", tmp_path / "pr"
+    main_run.mkdir()
+    pr_run.mkdir()
+    # On main: the baseline artifact is this run's traces, converted.
+    for name in ("Install sessions", "Keep these traces as the baseline"):
+        done = run_step(steps[name], main_run, REAL)
+        assert done.returncode == 0, done.stderr
+    artifact = main_run / "spans.parquet"
+    # On the pull request: fetch it, compare, comment, and fail on a breach. Five copies of
+    # each side give gpt-4o five sessions on both sides: enough to be gated.
+    traces = pr_run / "traces"
+    traces.mkdir()
+    source = REAL if new_side == "same" else costlier
+    baseline_sessions = tmp_path / "baseline-src"
+    baseline_sessions.mkdir()
+    for i in range(5):
+        for src, folder in ((source, traces), (REAL, baseline_sessions)):
+            # other sessions and other traces in each copy, not re-sent spans
+            text = src.read_text().replace('"sess-', f'"r{i}-sess-')
+            text = re.sub(r'("traceId": ?")[0-9a-f]', rf"\g<1>{i}", text)
+            (folder / f"copy{i}.jsonl").write_text(text)
+    done = run_step(steps["Keep these traces as the baseline"], main_run, baseline_sessions)
+    assert done.returncode == 0, done.stderr
+    # The repository prices its own model in its config file, which the step picks up.
+    (pr_run / "sessions.toml").write_text('prices = "prices.json"\n')
+    (pr_run / "prices.json").write_text(
+        json.dumps({"acme-local-7b": {"input_per_mtok": 0.05, "output_per_mtok": 0.1}})
+    )
+    for name in ("Fetch the baseline of main", "Compare with main"):
+        done = run_step(steps[name], pr_run, traces, ARTIFACT=str(artifact))
+        if name == "Fetch the baseline of main":
+            assert done.returncode == 0, done.stderr
+    assert done.returncode == code, done.stderr
+    comment = (pr_run / "comment.md").read_text(encoding="utf-8")
+    assert comment == (pr_run / "summary.md").read_text(encoding="utf-8")
+    assert comment.startswith("### Sessions diff by model: ")
+    log = (pr_run / "gh.log").read_text()
+    assert "run download 4242 --name llm-baseline --dir baseline" in log
+    assert "pr comment 7 --body-file diff.md --edit-last" in log
+    if code == 3:
+        assert "❌" in comment.splitlines()[0]
+        assert "::error title=sessions diff::diff: model gpt-4o: cost_p95" in done.stderr
+    else:
+        assert "✅ every threshold held" in comment.splitlines()[0]
+        assert "::error" not in done.stderr

@@ -81,9 +81,10 @@ def cli(ctx: click.Context, config_file: str | None, no_config: bool) -> None:
     """Session analytics for LLM application traces (OpenTelemetry exports).
 
     Traces that share a session id form a session: a conversation, a workflow, a batch job.
-    Read OTLP JSON exports (plain, gzip or zstd), protobuf-JSON, or flat span records, and
-    list, inspect and total them. Input comes from PATHS (files, directories, globs, or - for
-    stdin), from piped stdin, or from $SESSIONS_TRACES.
+    Read OTLP exports (JSON, protobuf or console output; plain, gzip or zstd) or flat records, and
+    list, inspect, total and compare them. Input comes from PATHS (files, directories, globs,
+    or - for stdin), from piped stdin, or from $SESSIONS_TRACES. Option defaults may come from
+    sessions.toml or [tool.sessions] in pyproject.toml, found from the working directory up.
     """
     if not no_config:
         ctx.default_map = config.default_map(ctx.command, config_file, search=True)  # type: ignore[arg-type]
