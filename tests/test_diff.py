@@ -17,8 +17,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.conftest import REAL, run
+from sessions_cli.query.diff import METRICS
+from tests.conftest import GENERATED, REAL, run
 from tests.otlp_builder import document, lines, span
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -537,3 +540,74 @@ def test_the_pull_request_gate_runs_as_documented(tmp_path, costlier, new_side, 
     else:
         assert "✅ every threshold held" in comment.splitlines()[0]
         assert "::error" not in done.stderr
+
+
+def test_by_trace_name_compares_the_part_of_each_session_of_that_name(tmp_path):
+    """Each session: a `plan` trace (100 ms, $0.01) and an `act` trace; in NEW `act` takes
+    300 ms instead of 100 ms and costs $0.03 instead of $0.02."""
+
+    def sessions(act_ms: int, act_cost: float) -> str:
+        docs = []
+        for i in range(5):
+            for name, start, ms, cost in (("plan", 0, 100, 0.01), ("act", 200, act_ms, act_cost)):
+                trace = f"{name}-{i}"
+                docs.append(document(
+                    span(trace, "root", name=name, start_ms=start, end_ms=start + ms,
+                         session__id=f"s{i}"),
+                    span(trace, "call", parent="root", start_ms=start, end_ms=start + ms,
+                         gen_ai__request__model="m", gen_ai__usage__input_tokens=10,
+                         agentmark__usage__cost_usd=cost),
+                ))  # fmt: skip
+        return lines(*docs)
+
+    (tmp_path / "base.jsonl").write_text(sessions(100, 0.02))
+    (tmp_path / "new.jsonl").write_text(sessions(300, 0.03))
+    found = diff_json(str(tmp_path / "base.jsonl"), str(tmp_path / "new.jsonl"), "--by",
+                      "trace_name", "--max-increase", "duration_p50=150ms", code=3)  # fmt: skip
+    groups = {g["group"]: metrics_of(g) for g in found["groups"]}
+    assert groups["plan"]["cost_total"]["change"] == pytest.approx(0)
+    assert groups["plan"]["duration_p50"]["base"] == pytest.approx(100)
+    assert groups["act"]["duration_p50"]["change"] == pytest.approx(200)
+    assert groups["act"]["cost_mean"]["new"] == pytest.approx(0.03)
+    assert [(b["group"], b["metric"]) for b in found["breaches"]] == [("act", "duration_p50")]
+    # overall, a session lasts from plan's start to act's end: 300 ms, then 500 ms
+    overall = metrics_of(diff_json(str(tmp_path / "base.jsonl"), str(tmp_path / "new.jsonl"))
+                         ["groups"][0])  # fmt: skip
+    assert (overall["duration_p50"]["base"], overall["duration_p50"]["new"]) == (300, 500)
+
+
+def test_changes_are_coloured_only_on_a_terminal(pair, monkeypatch):
+    from sessions_cli.cli import steps
+
+    assert "\x1b[" not in run("diff", *pair).stdout
+    monkeypatch.setattr(steps, "colour_wanted", lambda: True)
+    text = run("diff", *pair, "--max-increase", "duration_p95=100ms").stdout
+    assert "\x1b[31m+200ms\x1b[0m" in text  # slower: worse
+    assert "\x1b[1;31mEXCEEDED\x1b[0m" in text
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    metric=st.sampled_from(sorted(METRICS)),
+    relative=st.booleans(),
+    amount=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+)
+def test_an_export_against_itself_never_crosses_a_threshold(metric, relative, amount):
+    """Invariant: nothing changed, so no limit of any kind can be crossed, and every change
+    is 0 (or unknown where the value is)."""
+    limit = f"{amount:.6f}%" if relative else f"{amount:.6f}"
+    if METRICS[metric] == "ms" and not relative:
+        limit += "ms"
+    args = (str(GENERATED), str(GENERATED), "--max-increase", f"{metric}={limit}",
+            "--min-sessions", "1", "--allow-unpriced")  # fmt: skip
+    found = diff_json(*args)
+    assert found["verdict"] == "pass"
+    for row in found["groups"][0]["metrics"]:
+        assert row["change"] in (0, None)
+
+
+def test_swapping_the_sides_negates_every_change(costlier):
+    forward = metrics_of(diff_json(str(REAL), str(costlier))["groups"][0])
+    backward = metrics_of(diff_json(str(costlier), str(REAL))["groups"][0])
+    for metric, row in forward.items():
+        assert backward[metric]["change"] == pytest.approx(-row["change"], abs=1e-12), metric
