@@ -106,7 +106,9 @@ def diff_command(base, new, strict, session_keys, price_file, cost_mode, by, thr
         text = render_diff.as_table(report, colour=steps.colour_wanted())
     else:
         wanted = options.checked_columns(columns, render_diff.ROW_COLUMNS)
-        text = render_diff.as_rows(report, fmt, raw_csv=steps.raw_csv(), columns=wanted)
+        text = render_diff.as_rows(
+            report, fmt, raw_csv=steps.raw_csv(), header=steps.headers(), columns=wanted
+        )
     if report.verdict == "not gated":
         click.echo(f"sessions: warning: {render_diff.not_gated(report)}", err=True)
     findings = [(level, f"diff: {line}") for level, line in render_diff.breach_lines(report)]

@@ -116,7 +116,7 @@ def cli(ctx: click.Context, config_file: str | None, no_config: bool) -> None:
     default=False,
     help="Sort direction (default: descending, so newest or largest first).",
 )
-@click.option("--limit", type=click.IntRange(min=0), metavar="N", help="Show at most N rows.")
+@options.limit_option
 @options.output_options
 def list_command(
     paths,
@@ -168,9 +168,13 @@ def list_command(
             query.SORT_KEYS,
         )
         empty_note = "no sessions match"
+    matched = rows.height
     rows = query.sort_rows(
         rows, sort_keys[sort_name], descending=not ascending, id_column=id_column, limit=limit
     )
+    if rows.height < matched:
+        click.echo(f"sessions: showing {rows.height:,} of {humanise.count(matched, kind[:-1])} "
+                   "(--limit)", err=True)  # fmt: skip
     steps.note_unpriced(rows)
     steps.emit(rows, fields, kind=kind, fmt=fmt, columns=columns, zone=zone, empty_note=empty_note)
 
@@ -196,10 +200,13 @@ def show_command(session_id, paths, strict, session_keys, price_file, cost_mode,
     from sessions_cli.query import timeline
 
     zone = options.zone_from(tz)
+    steps.check_id_first(session_id, paths)
     model = steps.load(
         paths, strict=strict, session_keys=session_keys, price_file=price_file, cost_mode=cost_mode
     )
-    found = query.resolve_id(model.sessions.get_column("session_id"), session_id)
+    found = query.resolve_session(
+        model.sessions.get_column("session_id"), session_id, lambda: model.traces
+    )
     one = timeline.session(model, found)
     session, traces = one.row, one.traces
     steps.note_unpriced(session)
@@ -227,7 +234,7 @@ def show_command(session_id, paths, strict, session_keys, price_file, cost_mode,
     metavar="N",
     help="Show spans at most N levels below their trace's root (0: roots only). Implies --spans.",
 )
-@click.option("--limit", type=click.IntRange(min=0), metavar="N", help="Show at most N rows.")
+@options.limit_option
 @click.option("--ascii", "ascii_only", is_flag=True, help="Draw with plain ASCII characters.")
 @options.output_options
 # Over 60 lines by its docstring, which is the command's --help text.
@@ -256,17 +263,23 @@ def timeline_command(
     Examples:
       sessions timeline sess-42 traces/
       sessions timeline sess-42 traces/ --spans --depth 2
-      sessions timeline sess-42 traces/ --spans --json | jq 'select(.status == "error")'
+      sessions timeline sess-42 traces/ --spans --jsonl | jq 'select(.status == "error")'
     """
     from sessions_cli.output import draw
     from sessions_cli.query import filters as query
     from sessions_cli.query import timeline
 
     zone = options.zone_from(tz)
+    steps.check_id_first(session_id, paths)
     model = steps.load(
         paths, strict=strict, session_keys=session_keys, price_file=price_file, cost_mode=cost_mode
     )
-    found = query.resolve_id(model.sessions.get_column("session_id"), session_id)
+    found = query.resolve_session(
+        model.sessions.get_column("session_id"),
+        session_id,
+        lambda: model.traces,
+        command="timeline",
+    )
     one = timeline.session(model, found)
     steps.note_unpriced(one.row)
     rows = timeline.events(model, one, spans=spans or depth is not None, depth=depth)
@@ -295,7 +308,8 @@ def timeline_command(
 
 
 @cli.command("convert")
-@options.input_options
+@click.argument("paths", nargs=-1, metavar="[PATHS]...")
+@options.parsing_options
 @click.option(
     "-o",
     "--output",
@@ -303,7 +317,7 @@ def timeline_command(
     metavar="FILE",
     help="Where to write the spans: FILE.parquet (fast to read back), .jsonl or .csv.",
 )
-def convert_command(paths, strict, session_keys, price_file, cost_mode, output):
+def convert_command(paths, strict, session_keys, output):
     """Write the normalised spans of PATHS to one file, to query it again and again quickly.
 
     JSON parsing is most of the time a command takes on a big export; every command reads the
@@ -315,7 +329,6 @@ def convert_command(paths, strict, session_keys, price_file, cost_mode, output):
       sessions convert traces/ -o spans.parquet
       sessions list spans.parquet --sort cost --limit 10
     """
-    del price_file, cost_mode  # spans are written before any pricing: cost stays as recorded
     from sessions_cli.output import export
 
     suffix = os.path.splitext(output)[1].lower()
@@ -404,10 +417,30 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
     else:  # one kind of row for row formats: the groups with --by, else the distributions
         rows = found.groups if found.groups is not None else found.distributions
         wanted = options.checked_columns(columns, rows.columns) or rows.columns
-        text = render.render(rows.select(wanted), fmt, raw_csv=steps.raw_csv())
+        text = render.render(
+            rows.select(wanted), fmt, raw_csv=steps.raw_csv(), header=steps.headers()
+        )
     findings = [("error", line) for line in render_stats.breach_lines(found.budgets)]
     findings += [("warning", line) for line in render_stats.near_lines(found.budgets)]
     steps.gate(text, findings, title="sessions budget")
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_command(shell):
+    """Print the shell completion script for SHELL: commands, options and their choices.
+
+    \b
+    Examples:
+      eval "$(sessions completion bash)"      # in ~/.bashrc
+      eval "$(sessions completion zsh)"       # in ~/.zshrc
+      sessions completion fish > ~/.config/fish/completions/sessions.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)
+    assert complete is not None  # click has all three
+    steps.out(complete(cli, {}, "sessions", "_SESSIONS_COMPLETE").source() + "\n")
 
 
 cli.add_command(diff.diff_command)

@@ -46,6 +46,12 @@ def input_options(command):
 
 def reading_options(command):
     """How to read the input: strictness, session keys, prices, cost mode."""
+    return stacked([parsing_options, pricing_options], command)
+
+
+def parsing_options(command):
+    """How to read spans: strictness, session keys (`convert` takes only these: it writes
+    spans as recorded, before any pricing)."""
     decorators = [
         click.option(
             "--strict",
@@ -60,6 +66,12 @@ def reading_options(command):
             help="Attribute holding the session id; replaces the built-in key list. "
             "Repeatable: the first key present wins.",
         ),
+    ]
+    return stacked(decorators, command)
+
+
+def pricing_options(command):
+    decorators = [
         click.option(
             "--prices",
             "price_file",
@@ -78,6 +90,12 @@ def reading_options(command):
         ),
     ]
     return stacked(decorators, command)
+
+
+def limit_option(command):
+    return click.option(
+        "-n", "--limit", type=click.IntRange(min=0), metavar="N", help="Show at most N rows."
+    )(command)
 
 
 def filter_options(command):
@@ -158,6 +176,27 @@ def output_options(command):
         click.option("--json", "short_json", is_flag=True, help="Short for --format json."),
         click.option("--csv", "short_csv", is_flag=True, help="Short for --format csv."),
         click.option(
+            "--jsonl", "--nl", "short_jsonl", is_flag=True, help="Short for --format jsonl."
+        ),
+        click.option(
+            "--no-headers",
+            is_flag=True,
+            expose_value=False,  # read where CSV is written: steps.headers()
+            callback=lambda ctx, _param, value: ctx.meta.__setitem__("no_headers", value),
+            help="CSV/TSV without the header row.",
+        ),
+        click.option(
+            "--color",
+            "--colour",
+            type=click.Choice(["auto", "always", "never"]),
+            default="auto",
+            show_default=True,
+            expose_value=False,  # read where colour is decided: steps.colour_wanted()
+            callback=lambda ctx, _param, value: ctx.meta.__setitem__("color", value),
+            help="Colour in tables and timelines: auto is on a terminal only, unless NO_COLOR "
+            "is set (FORCE_COLOR turns it on).",
+        ),
+        click.option(
             "--columns",
             metavar="A,B,C",
             help="Fields to show, in this order (see the README for the field list).",
@@ -187,9 +226,10 @@ def _one_format(command):
     never a silent pick."""
 
     @functools.wraps(command)
-    def with_format(*args, fmt, short_json, short_csv, **kwargs):
+    def with_format(*args, fmt, short_json, short_csv, short_jsonl, **kwargs):
         ctx = click.get_current_context()
-        shorts = [name for name, given in (("json", short_json), ("csv", short_csv)) if given]
+        given = (("json", short_json), ("csv", short_csv), ("jsonl", short_jsonl))
+        shorts = [name for name, flag in given if flag]
         typed = ctx.get_parameter_source("fmt") == click.core.ParameterSource.COMMANDLINE
         if len(shorts) > 1 or (shorts and typed and fmt != shorts[0]):
             given = [f"--{s}" for s in shorts] + ([f"--format {fmt}"] if typed else [])

@@ -229,6 +229,7 @@ def emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) -
         width=width,
         seconds=seconds,
         raw_csv=raw_csv(),
+        header=headers(),
         unpriced=unpriced,
     ):
         out(piece)
@@ -254,8 +255,20 @@ def raw_csv() -> bool:
 
 
 def colour_wanted() -> bool:
-    """Colour only on a terminal, and never with NO_COLOR set (https://no-color.org)."""
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    """--color always or never, else colour on a terminal only: never with NO_COLOR set
+    (https://no-color.org), always with FORCE_COLOR (https://force-color.org)."""
+    ctx = click.get_current_context(silent=True)
+    asked = ctx.meta.get("color", "auto") if ctx else "auto"
+    if asked != "auto":
+        return asked == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or sys.stdout.isatty()
+
+
+def headers() -> bool:
+    """CSV/TSV header row: on, unless --no-headers."""
+    return not click.get_current_context().meta.get("no_headers")
 
 
 def table_width() -> int | None:
@@ -286,3 +299,12 @@ def gate(text: str, findings: list[tuple[str, str]], *, title: str) -> None:
             click.echo(ci.github_annotation(level, title, shown), err=True)  # type: ignore[arg-type]
     if failed:
         raise click.exceptions.Exit(ExitCode.BUDGET)
+
+
+def check_id_first(session_id: str, paths: tuple[str, ...]) -> None:
+    """`sessions show FILE ID`: the arguments swapped, said as such (not "ID: no such file")."""
+    if paths and os.path.exists(session_id) and not os.path.exists(paths[0]):
+        raise click.UsageError(
+            f"{session_id!r} is a file and {paths[0]!r} is not: the session id comes first "
+            f"(SESSION_ID [PATHS]...)"
+        )

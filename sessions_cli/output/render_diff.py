@@ -36,7 +36,12 @@ ROW_COLUMNS = [*ROW_FIELDS, "breached"]
 
 
 def as_rows(
-    report: DiffReport, fmt: Format, *, raw_csv: bool = False, columns: list[str] | None = None
+    report: DiffReport,
+    fmt: Format,
+    *,
+    raw_csv: bool = False,
+    header: bool = True,
+    columns: list[str] | None = None,
 ) -> str:
     """csv, tsv, jsonl: one row per (group, metric). One column holds every metric's values,
     so CSV writes them as text: whole-number metrics as 12, not 12.0."""
@@ -55,7 +60,7 @@ def as_rows(
         for c in ("base", "new", "change")
     ).with_columns(pl.col("reason").is_not_null().alias("breached"))
     numbers = ("base", "new", "change")
-    return render.render(rows.select(wanted), fmt, raw_csv=raw_csv, numbers=numbers)
+    return render.render(rows.select(wanted), fmt, raw_csv=raw_csv, header=header, numbers=numbers)
 
 
 # What `--json` gives for each metric of a group, and for each breach.

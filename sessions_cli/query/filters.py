@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -129,3 +130,28 @@ def resolve_id(ids: pl.Series, wanted: str, *, noun: str = "session") -> str:
     close = difflib.get_close_matches(wanted, ids.unique().sort().to_list(), n=5, cutoff=0.5)
     hint = f"; closest: {', '.join(close)}" if close else ""
     raise SessionsError(f"no {noun} {wanted!r}{hint}")
+
+
+def resolve_session(
+    ids: pl.Series, wanted: str, traces: Callable[[], pl.DataFrame], *, command: str = "show"
+) -> str:
+    """`resolve_id` for a session, which, when no session matches, says whether `wanted` is a
+    trace id (or prefix) and of which session (`sessions COMMAND` it): `traces()` gives
+    trace_id and session_id."""
+    try:
+        return resolve_id(ids, wanted)
+    except SessionsError as missing:
+        if not wanted or not (ids != wanted).all():
+            raise
+        known = traces().select("trace_id", "session_id")
+        hits = known.filter(pl.col("trace_id").str.starts_with(wanted.lower()))
+        if hits.height != 1:
+            raise
+        session = hits.item(0, "session_id")
+        if session is None:
+            raise SessionsError(
+                f"{wanted!r} is a trace that belongs to no session (see: sessions list --orphans)"
+            ) from None
+        raise SessionsError(
+            f"{wanted!r} is a trace of session {session!r}: sessions {command} {session}"
+        ) from missing

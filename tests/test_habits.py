@@ -1,0 +1,126 @@
+"""The habits of gh, ccusage, sqlite-utils and jq users: short flags, format aliases, colour
+control, completion, the "showing N of M" note, and errors that say what was meant."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import REAL, SESSIONS, run, run_json
+
+
+def test_n_is_limit_and_the_note_says_how_many_matched():
+    result = run("list", str(REAL), "-n", "2", "--json")
+    assert len(json.loads(result.stdout)) == 2
+    assert "sessions: showing 2 of 4 sessions (--limit)" in result.stderr
+    assert "showing" not in run("list", str(REAL), "-n", "4").stderr  # all of them shown
+    orphans = run("list", "--orphans", str(REAL), "--limit", "1")
+    assert "showing 1 of 2 traces (--limit)" in orphans.stderr
+
+
+@pytest.mark.parametrize("alias", ["--jsonl", "--nl"])
+def test_jsonl_aliases(alias):
+    lines = run("list", str(REAL), alias).stdout.splitlines()
+    assert len(lines) == 4
+    assert {json.loads(line)["session_id"] for line in lines} >= {"sess-research-7"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--json", "--csv"), ("--json", "--format", "csv"), ("--jsonl", "--format", "tsv")],
+)
+def test_two_formats_asked_for_is_a_usage_error(args):
+    result = run("list", str(REAL), *args)
+    assert result.exit_code == 2
+    assert "ask for different formats" in result.stderr
+
+
+def test_the_same_format_twice_is_fine():
+    assert run("list", str(REAL), "--json", "--format", "json").exit_code == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_no_headers(fmt):
+    args = ("list", str(REAL), "--format", fmt, "--columns", "session_id,trace_count")
+    with_headers = run(*args).stdout.splitlines()
+    without = run(*args, "--no-headers").stdout.splitlines()
+    assert with_headers[0].replace("\t", ",") == "session_id,trace_count"
+    assert without == with_headers[1:]
+    rows = run("stats", str(REAL), "--by", "user", "--csv", "--no-headers").stdout
+    assert next(csv.reader(io.StringIO(rows)))[0] in {"alice", "bob", "carol", "dave", "erin"}
+
+
+def test_color_always_never_and_the_environment(tmp_path):
+    args = ("timeline", "sess-research-7", str(REAL))
+    assert "\x1b[" not in run(*args).stdout  # not a terminal
+    assert "\x1b[" in run(*args, "--color", "always").stdout
+    assert "\x1b[" in run(*args, "--colour", "always").stdout
+    assert "\x1b[" in run(*args, env={"FORCE_COLOR": "1"}).stdout
+    assert "\x1b[" not in run(*args, env={"FORCE_COLOR": "1", "NO_COLOR": "1"}).stdout
+    assert "\x1b[" in run(*args, "--color", "always", env={"NO_COLOR": "1"}).stdout
+    assert run(*args, "--color", "sometimes").exit_code == 2
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts(shell):
+    script = run("completion", shell).stdout
+    assert "_SESSIONS_COMPLETE" in script
+
+
+def test_completion_completes_commands_and_choices():
+    """The protocol the bash script speaks, with the installed console script."""
+
+    def complete(words: str, cword: int) -> list[str]:
+        env = {**os.environ, "_SESSIONS_COMPLETE": "bash_complete", "COMP_WORDS": words,
+               "COMP_CWORD": str(cword)}  # fmt: skip
+        done = subprocess.run([SESSIONS], env=env, capture_output=True, text=True, check=True)
+        return [line.split(",", 1)[1] for line in done.stdout.splitlines()]
+
+    assert "list" in complete("sessions li", 1)
+    assert set(complete("sessions list --sort c", 3)) == {"cost"}
+    assert {"csv", "json", "jsonl"} <= set(complete("sessions list --format ", 3))
+
+
+def test_swapped_show_arguments_are_named():
+    result = run("show", str(REAL), "sess-research-7")
+    assert result.exit_code == 2
+    assert "the session id comes first" in result.stderr
+    assert run("timeline", str(REAL), "sess-research-7").exit_code == 2
+
+
+def test_a_trace_id_given_for_a_session_points_to_its_session():
+    traces = run_json("show", "sess-research-7", str(REAL))["traces"]
+    trace = traces[0]["trace_id"]
+    for command in ("show", "timeline"):
+        result = run(command, trace[:10], str(REAL))
+        assert result.exit_code == 1
+        assert f"is a trace of session 'sess-research-7': sessions {command} sess-research-7" in (
+            result.stderr
+        )
+    orphans = json.loads(run("list", "--orphans", str(REAL), "--json").stdout)
+    result = run("show", orphans[0]["trace_id"], str(REAL))
+    assert "belongs to no session" in result.stderr
+
+
+def test_convert_help_lists_only_what_convert_uses(tmp_path):
+    text = run("convert", "--help").stdout
+    assert "--prices" not in text
+    assert "--cost-mode" not in text
+    assert "--session-key" in text
+    out = str(tmp_path / "x.parquet")
+    assert run("convert", str(REAL), "-o", out, "--prices", "p.json").exit_code == 2
+
+
+def test_timeline_help_example_runs(tmp_path):
+    """`... --spans --jsonl | jq 'select(.status == "error")'`: one object per line, so jq's
+    select works on each (the example used to pipe a JSON array)."""
+    text = run("timeline", "--help").stdout
+    assert "--spans --jsonl | jq 'select(.status == \"error\")'" in text
+    events = run("timeline", "sess-research-7", str(REAL), "--spans", "--jsonl").stdout
+    errors = [e for e in map(json.loads, events.splitlines()) if e["status"] == "error"]
+    assert errors
