@@ -124,3 +124,56 @@ def test_timeline_help_example_runs(tmp_path):
     events = run("timeline", "sess-research-7", str(REAL), "--spans", "--jsonl").stdout
     errors = [e for e in map(json.loads, events.splitlines()) if e["status"] == "error"]
     assert errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Narrow terminals
+
+
+@pytest.mark.parametrize("columns", [100, 80, 60, 40, 20])
+def test_ids_and_money_are_never_cut_and_left_out_columns_are_named(columns):
+    result = run("list", str(REAL), env={"COLUMNS": str(columns)})
+    text = result.stdout
+    for session_id in ("sess-research-7", "sess-support-1", "sess-batch-3", "sess-handoff-2"):
+        assert f"{session_id} " in text
+    for cost in ("$0.0393", "$0.0103", "$0.0003"):
+        assert cost in text
+    header = text.splitlines()[0].split()
+    left_out = {"NAME", "USER", "START", "DURATION", "TRACES", "TOKENS", "ERRORS"} - set(header)
+    if left_out:
+        note = next(line for line in result.stderr.splitlines() if "left out" in line)
+        assert set(note.split("left out ")[1].split(" to fit")[0].split(", ")) == left_out
+        assert f"to fit {columns} columns" in note
+    else:
+        assert "left out" not in result.stderr
+    if columns >= 60:  # room for all that is never cut, and more
+        assert max(map(len, text.splitlines())) <= columns
+
+
+def test_chosen_columns_are_cut_but_never_left_out():
+    args = ("list", str(REAL), "--columns", "session_id,session_name,user_id,cost_usd")
+    result = run(*args, env={"COLUMNS": "30"})
+    assert result.stdout.splitlines()[0].split() == ["SESSION", "NAME", "USER", "COST"]
+    assert "left out" not in result.stderr
+
+
+def test_stats_groups_keep_the_group_name_whole():
+    result = run("stats", str(REAL), "--by", "model", env={"COLUMNS": "80"})
+    assert "claude-3-5-sonnet-20241022 " in result.stdout
+    assert "left out" in result.stderr
+
+
+def test_wide_characters_line_up(tmp_path):
+    from wcwidth import wcswidth
+
+    from tests.otlp_builder import document, lines, span
+
+    names = ["日本語のセッション", "plain", "emoji 🚀🚀"]
+    path = tmp_path / "wide.jsonl"
+    path.write_text(lines(*(document(span(f"t{i}", "s", start_ms=i, session__id=f"s{i}",
+                                          agentmark__session_name=name))
+                            for i, name in enumerate(names))))  # fmt: skip
+    rows = run("list", str(path), "--columns", "session_name,session_id").stdout.splitlines()
+    # the id column starts at the same terminal cell on every line
+    starts = {wcswidth(line[: line.index(" s")]) for line in rows[2:]}
+    assert len(starts) == 1

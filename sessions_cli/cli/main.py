@@ -411,7 +411,9 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
     if fmt == "json":
         text = render_stats.as_json(found)
     elif fmt == "table":
-        text = render_stats.as_table(found, width=steps.table_width())
+        notes: list[str] = []
+        text = render_stats.as_table(found, width=steps.table_width(), notes=notes)
+        steps.warn(notes, empty=False)
     elif fmt == "markdown":
         text = render_stats.as_markdown(found)
     else:  # one kind of row for row formats: the groups with --by, else the distributions

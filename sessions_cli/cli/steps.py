@@ -216,6 +216,8 @@ def emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) -
     from sessions_cli.output import render
 
     wanted = options.checked_columns(columns, fields)
+    # Columns left out to fit the terminal are named; chosen ones (--columns) are all shown.
+    notes: list[str] | None = None if wanted else []
     if wanted is None:
         wanted = render.TABLE_COLUMNS[kind] if fmt == "table" else fields
     if rows.is_empty():
@@ -231,8 +233,10 @@ def emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) -
         raw_csv=raw_csv(),
         header=headers(),
         unpriced=unpriced,
+        notes=notes,
     ):
         out(piece)
+    warn(notes or [], empty=False)
 
 
 class ReaderGone(Exception):

@@ -37,6 +37,8 @@ HEADERS = {
     "p50_session_cost": "P50 SESSION", "p95_session_cost": "P95 SESSION",
 }  # fmt: skip
 _MONEY = ("cost_usd", "p50_session_cost", "p95_session_cost")
+# Columns that identify a row: a table never cuts them (one cut could not be pasted into show).
+KEYS = ("session_id", "trace_id")
 _DURATION = ("duration_ms",)
 
 
@@ -62,6 +64,8 @@ def pieces(
     header: bool = True,
     unpriced: pl.Series | None = None,
     numbers: tuple[str, ...] = (),
+    keys: tuple[str, ...] = KEYS,
+    notes: list[str] | None = None,
 ) -> Iterator[str]:
     """The text to print for `rows`, in pieces to be written as they come.
 
@@ -71,9 +75,11 @@ def pieces(
     for rows appended to a file that has them). `unpriced`: each row's count of unpriced calls,
     so that a table marks a cost that leaves them out as a lower bound (`≥$0.0103`);
     `numbers`: text columns that hold numbers written by us (never defused: -0.25 is no
-    formula)."""
+    formula). Tables never cut `keys` nor money; with `notes`, a table too wide for `width`
+    leaves columns out and says so there."""
     if fmt == "table":
-        yield _table(rows, tz=tz, width=width, seconds=seconds, unpriced=unpriced)
+        yield _table(rows, tz=tz, width=width, seconds=seconds, unpriced=unpriced, keys=keys,
+                     notes=notes)  # fmt: skip
     elif fmt == "markdown":
         yield _markdown(rows)
     elif fmt not in FORMATS:
@@ -195,7 +201,11 @@ def _table(
     width: int | None,
     seconds: bool,
     unpriced: pl.Series | None = None,
+    keys: tuple[str, ...] = KEYS,
+    notes: list[str] | None = None,
 ) -> str:
+    """`notes`: where to say which columns were left out to fit `width`; None: none is, only
+    text is cut (the columns were chosen with --columns)."""
     if rows.is_empty():
         return ""
     columns = rows.columns
@@ -208,13 +218,25 @@ def _table(
         for row, n in zip(rows.iter_rows(), left_out, strict=True)
     ]
     headers = [HEADERS.get(c, c.replace("_", " ").upper()) for c in columns]
-    if width:
-        fixed = [rows.schema[c].is_numeric() or rows.schema[c].is_temporal() for c in columns]
-        cells = tables.fit_to_width(headers, cells, width, fixed=fixed)
     align: list[tables.Align] = [
         "right" if rows.schema[c].is_numeric() else "left" for c in columns
     ]
+    if width:
+        roles = [_role(c, rows.schema[c], keys) for c in columns]
+        keep, cells = tables.fit(headers, cells, width, roles, drop=notes is not None)
+        if len(keep) < len(columns) and notes is not None:
+            left = [headers[i] for i in range(len(columns)) if i not in keep]
+            notes.append(f"left out {', '.join(left)} to fit {width} columns (choose the "
+                         "columns with --columns)")  # fmt: skip
+        headers, align = [headers[i] for i in keep], [align[i] for i in keep]
     return tables.simple(headers, cells, align) + "\n"
+
+
+def _role(column: str, dtype: pl.DataType, keys: tuple[str, ...]) -> tables.Role:
+    """Ids, money and a group's name are what a row is read for: never cut or left out."""
+    if column in keys or column in _MONEY:
+        return "key"
+    return "value" if dtype.is_numeric() or dtype.is_temporal() else "text"
 
 
 def _human(column: str, value, tz: tzinfo | None, seconds: bool = False, unpriced: int = 0) -> str:

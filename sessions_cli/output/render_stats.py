@@ -59,7 +59,8 @@ def _parts(report: StatsReport) -> tuple:
     return report.totals, report.distributions, report.by, report.groups, report.budgets
 
 
-def as_table(report: StatsReport, *, width: int | None) -> str:
+def as_table(report: StatsReport, *, width: int | None, notes: list[str] | None = None) -> str:
+    """`notes`: where to say which group columns were left out to fit `width`."""
     totals, dist, by, groups, budgets = _parts(report)
     parts = []
     label_width = max(len(label) for label in _TOTAL_LABELS.values())
@@ -88,6 +89,8 @@ def as_table(report: StatsReport, *, width: int | None) -> str:
                 "table",
                 width=width,
                 unpriced=groups.get_column("unpriced_call_count"),
+                keys=(by,),  # the group's name: what the row is read for
+                notes=notes,
             )
         )
     if budgets:

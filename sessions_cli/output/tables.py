@@ -100,6 +100,31 @@ def fit_to_width(
     return [[ellipsis(cell, limits[i]) for i, cell in enumerate(row)] for row in cells]
 
 
+Role = Literal["key", "value", "text"]
+
+
+def fit(
+    headers: Sequence[str], cells: list[list[str]], room: int, roles: Sequence[Role],
+    *, drop: bool = True,
+) -> tuple[list[int], list[list[str]]]:  # fmt: skip
+    """Fit a table in `room` cells: text columns are cut first (`fit_to_width`); then, with
+    `drop`, whole columns are left out, text columns before values, right to left, until it
+    fits. "key" columns (ids, money, a group's name) are never cut or left out. Returns the
+    indices of the columns kept and their cells."""
+    count = len(headers)
+    order = [i for role in ("text", "value") for i in reversed(range(count)) if roles[i] == role]
+    keep = list(range(count))
+    while True:
+        shown = [headers[i] for i in keep]
+        cut = fit_to_width(shown, [[row[i] for i in keep] for row in cells], room,
+                           fixed=[roles[i] != "text" for i in keep])  # fmt: skip
+        columns = [[row[j] for row in cut] for j in range(len(keep))]
+        used = sum(column_widths(shown, columns)) + 2 * (len(keep) - 1)
+        if used <= room or not drop or not order:
+            return keep, cut
+        keep.remove(order.pop(0))
+
+
 def ellipsis(text: str, cells: int) -> str:
     """`text` cut to at most `cells` terminal cells, ending in `…` when cut."""
     if width(text) <= cells:
