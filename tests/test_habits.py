@@ -177,3 +177,30 @@ def test_wide_characters_line_up(tmp_path):
     # the id column starts at the same terminal cell on every line
     starts = {wcswidth(line[: line.index(" s")]) for line in rows[2:]}
     assert len(starts) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# --jq
+
+
+def test_jq_filters_like_gh_does():
+    ids = run("list", str(REAL), "--jq", ".[].session_id").stdout.splitlines()
+    assert sorted(ids) == ["sess-batch-3", "sess-handoff-2", "sess-research-7", "sess-support-1"]
+    first = run("list", str(REAL), "--sort", "cost", "--jq", ".[0] | {session_id, cost_usd}")
+    assert json.loads(first.stdout) == {"session_id": "sess-research-7", "cost_usd": 0.0393}
+    assert run("stats", str(REAL), "--jq", ".totals.sessions").stdout == "4\n"
+    show = run("show", "sess-research-7", str(REAL), "--jq", ".traces | length").stdout
+    assert show == "2\n"
+    assert run("list", str(REAL), "--json", "--jq", "length").stdout == "4\n"
+
+
+def test_jq_mistakes():
+    syntax = run("list", str(REAL), "--jq", ".[")
+    assert syntax.exit_code == 2
+    assert "syntax error" in syntax.stderr
+    runtime = run("list", str(REAL), "--jq", ".a")
+    assert runtime.exit_code == 1
+    assert "sessions: error: --jq: Cannot index array with string" in runtime.stderr
+    both = run("list", str(REAL), "--jq", ".", "--csv")
+    assert both.exit_code == 2
+    assert "--csv and --jq ask for different formats" in both.stderr

@@ -99,7 +99,7 @@ def diff_command(base, new, strict, session_keys, price_file, cost_mode, by, thr
     report = diff.compare(*sides, by=by, thresholds=tuple(thresholds), min_sessions=min_sessions,
                           allow_unpriced=allow_unpriced, warn_at=warn_at)  # fmt: skip
     if fmt == "json":
-        text = render_diff.as_json(report)
+        text = steps.jq_filtered(render_diff.as_json(report))
     elif fmt == "markdown":
         text = render_diff.as_markdown(report)
     elif fmt == "table":

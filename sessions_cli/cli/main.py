@@ -214,7 +214,7 @@ def show_command(session_id, paths, strict, session_keys, price_file, cost_mode,
         fields = options.checked_columns(columns, TRACE_FIELDS) or TRACE_FIELDS
         document = {"session": render.to_records(session.select(SESSION_FIELDS))[0],
                     "traces": traces.select(fields)}  # fmt: skip
-        steps.out(render.to_json(document))
+        steps.out(steps.jq_filtered(render.to_json(document)))
         return
     if fmt == "table":
         steps.out(render.summary(session.row(0, named=True), tz=zone) + "\n")
@@ -409,7 +409,7 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
     found = stats.report(sessions, orphans, by=by, zone=zone, limits=limits,
                          allow_unpriced=allow_unpriced, warn_at=warn_at)  # fmt: skip
     if fmt == "json":
-        text = render_stats.as_json(found)
+        text = steps.jq_filtered(render_stats.as_json(found))
     elif fmt == "table":
         notes: list[str] = []
         text = render_stats.as_table(found, width=steps.table_width(), notes=notes)

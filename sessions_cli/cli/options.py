@@ -179,6 +179,14 @@ def output_options(command):
             "--jsonl", "--nl", "short_jsonl", is_flag=True, help="Short for --format jsonl."
         ),
         click.option(
+            "--jq",
+            "jq_program",
+            type=JqProgram(),
+            metavar="EXPR",
+            help="Filter the JSON output through a jq expression, as gh --jq does: strings are "
+            "printed raw, other results as compact JSON, one per line. Implies --json.",
+        ),
+        click.option(
             "--no-headers",
             is_flag=True,
             expose_value=False,  # read where CSV is written: steps.headers()
@@ -226,15 +234,21 @@ def _one_format(command):
     never a silent pick."""
 
     @functools.wraps(command)
-    def with_format(*args, fmt, short_json, short_csv, short_jsonl, **kwargs):
+    def with_format(*args, fmt, short_json, short_csv, short_jsonl, jq_program, **kwargs):
         ctx = click.get_current_context()
-        given = (("json", short_json), ("csv", short_csv), ("jsonl", short_jsonl))
-        shorts = [name for name, flag in given if flag]
-        typed = ctx.get_parameter_source("fmt") == click.core.ParameterSource.COMMANDLINE
-        if len(shorts) > 1 or (shorts and typed and fmt != shorts[0]):
-            given = [f"--{s}" for s in shorts] + ([f"--format {fmt}"] if typed else [])
-            raise click.UsageError(f"{' and '.join(given)} ask for different formats: give one")
-        return command(*args, fmt=shorts[0] if shorts else fmt, **kwargs)
+        ctx.meta["jq"] = jq_program  # applied where JSON is written: steps.out_json()
+        flags = [(flag, kind) for flag, kind, given in (
+            ("--json", "json", short_json), ("--csv", "csv", short_csv),
+            ("--jsonl", "jsonl", short_jsonl), ("--jq", "json", jq_program is not None),
+        ) if given]  # fmt: skip
+        kinds = {kind for _, kind in flags}
+        if ctx.get_parameter_source("fmt") == click.core.ParameterSource.COMMANDLINE:
+            flags.append((f"--format {fmt}", fmt))
+            kinds.add(fmt)
+        if len(kinds) > 1:
+            named = " and ".join(flag for flag, _ in flags)
+            raise click.UsageError(f"{named} ask for different formats: give one")
+        return command(*args, fmt=kinds.pop() if kinds else fmt, **kwargs)
 
     return with_format
 
@@ -276,6 +290,20 @@ def warn_at_option(command):
         help="Also warn (a ::warning annotation in GitHub Actions) when a value that holds is "
         "past this share of its limit: 80% or 0.8.",
     )(command)
+
+
+class JqProgram(click.ParamType):
+    """--jq EXPR, compiled as the options are parsed: a syntax error is a usage error."""
+
+    name = "jq"
+
+    def convert(self, value, param, ctx):
+        import jq
+
+        try:
+            return jq.compile(value)
+        except ValueError as exc:
+            self.fail(str(exc).replace("\n", " "), param, ctx)
 
 
 class QueryValue(click.ParamType):

@@ -224,6 +224,9 @@ def emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) -
         click.echo(f"sessions: {empty_note}", err=True)
     width = table_width() if fmt == "table" else None
     unpriced = rows.get_column("unpriced_call_count") if "unpriced_call_count" in rows else None
+    if fmt == "json" and click.get_current_context().meta.get("jq") is not None:
+        out(jq_filtered(render.render(rows.select(wanted), fmt)))
+        return
     for piece in render.pieces(
         rows.select(wanted),
         fmt,
@@ -243,6 +246,22 @@ class ReaderGone(Exception):
     """stdout's reader went away (`| head`). Raised instead of BrokenPipeError, which click
     turns into exit 1 when it comes from inside a command (rows are written a slice at a
     time, so it can); `main` ends quietly with 0."""
+
+
+def jq_filtered(text: str) -> str:
+    """JSON text through --jq's program, when one was given: each result on a line of its
+    own, strings raw and other values as compact JSON, as `gh --jq` prints them."""
+    program = click.get_current_context().meta.get("jq")
+    if program is None:
+        return text
+    import json
+
+    try:
+        results = program.input_text(text).all()
+    except ValueError as exc:  # a runtime error of the program: its own message
+        raise SessionsError(f"--jq: {exc}") from None
+    shown = (r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in results)
+    return "".join(line + "\n" for line in shown)
 
 
 def out(text: str) -> None:
