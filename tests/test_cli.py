@@ -166,6 +166,8 @@ def test_json_is_contract_shaped(three):
         "users",
         "start",
         "end",
+        "start_unix_ms",
+        "end_unix_ms",
         "duration_ms",
         "trace_count",
         "span_count",

@@ -204,3 +204,54 @@ def test_jq_mistakes():
     both = run("list", str(REAL), "--jq", ".", "--csv")
     assert both.exit_code == 2
     assert "--csv and --jq ask for different formats" in both.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# jq-friendly values
+
+
+def _ms_of_iso(text: str) -> int:
+    """Whole ms since the epoch of `2026-11-26T08:48:07.847780620Z`, by hand."""
+    from datetime import datetime, timezone
+
+    seconds, fraction = text.rstrip("Z").split(".")
+    whole = datetime.fromisoformat(seconds).replace(tzinfo=timezone.utc)
+    return int(whole.timestamp()) * 1000 + int(fraction[:3])
+
+
+def test_unix_ms_next_to_every_iso_time():
+    for row in run_json("list", str(REAL)):
+        assert row["start_unix_ms"] == _ms_of_iso(row["start"])
+        assert row["end_unix_ms"] == _ms_of_iso(row["end"])
+    shown = run_json("show", "sess-research-7", str(REAL))
+    for row in [shown["session"], *shown["traces"]]:
+        assert row["start_unix_ms"] == _ms_of_iso(row["start"])
+    events = run_json("timeline", "sess-research-7", str(REAL), "--spans")
+    assert all(e["end_unix_ms"] == _ms_of_iso(e["end"]) for e in events)
+    orphans = run_json("list", "--orphans", str(REAL))
+    assert all(o["start_unix_ms"] == _ms_of_iso(o["start"]) for o in orphans)
+    # what jq users reach for works: the ISO text with nanoseconds does not parse in jq
+    day = run("list", str(REAL), "--jq", ".[0].start_unix_ms / 1000 | todate").stdout
+    assert day.startswith("2026-11-26T08:48:07Z")
+
+
+def test_counts_are_integers_in_every_format():
+    text = run("stats", str(REAL), "--csv").stdout
+    rows = {r["metric"]: r for r in csv.DictReader(io.StringIO(text))}
+    assert (rows["total_tokens"]["min"], rows["total_tokens"]["max"]) == ("1408", "9860")
+    assert (rows["trace_count"]["min"], rows["trace_count"]["max"]) == ("2", "3")
+    assert rows["cost_usd"]["min"] == "0.00026"
+    dist = {d["metric"]: d for d in run_json("stats", str(REAL))["distributions"]}
+    assert dist["trace_count"]["max"] == 3
+    assert isinstance(dist["trace_count"]["max"], int)
+    line = run("stats", str(REAL), "--jsonl").stdout.splitlines()[1]
+    assert '"min": 1408,' in line
+
+
+def test_timeline_models_is_a_list_as_in_list_and_show():
+    events = run_json("timeline", "sess-support-1", str(REAL), "--spans")
+    trace = next(e for e in events if e["kind"] == "trace" and e["model"])
+    assert trace["models"] == trace["model"].split(", ")
+    call = next(e for e in events if e["kind"] == "span" and e["model"])
+    assert call["models"] == [call["model"]]
+    assert all(e["models"] == [] for e in events if e["model"] is None)

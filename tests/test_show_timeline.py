@@ -152,8 +152,9 @@ def test_show_json_has_the_contract_fields():
     shown = run_json("show", "sess-research-7", str(REAL))
     assert list(shown) == ["session", "traces"]
     assert list(shown["traces"][0]) == [
-        "trace_id", "trace_name", "start", "end", "duration_ms", "span_count", "llm_call_count",
-        "input_tokens", "output_tokens", "total_tokens", "cost_usd", "status", "models",
+        "trace_id", "trace_name", "start", "end", "start_unix_ms", "end_unix_ms", "duration_ms",
+        "span_count", "llm_call_count", "input_tokens", "output_tokens", "total_tokens",
+        "cost_usd", "status", "models",
     ]  # fmt: skip
 
 
@@ -271,7 +272,8 @@ def test_timeline_event_fields_and_formats(tree):
     rows = events(SESSION, str(tree), "--spans")
     assert list(rows[0]) == [
         "kind", "trace_id", "span_id", "parent_span_id", "depth", "name", "start", "end",
-        "offset_ms", "duration_ms", "status", "model", "input_tokens", "output_tokens", "cost_usd",
+        "start_unix_ms", "end_unix_ms", "offset_ms", "duration_ms", "status", "model", "models",
+        "input_tokens", "output_tokens", "cost_usd",
     ]  # fmt: skip
     jsonl = run("timeline", SESSION, str(tree), "--spans", "--format", "jsonl").stdout
     assert [json.loads(line) for line in jsonl.splitlines()] == rows

@@ -384,7 +384,7 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
       sessions stats traces/ --since 24h --max-session-cost 0.50 --max-error-rate 5%
       sessions stats traces/ --format markdown >> "$GITHUB_STEP_SUMMARY"
     """
-    from sessions_cli.output import render, render_stats
+    from sessions_cli.output import render_stats
     from sessions_cli.query import filters as query
     from sessions_cli.query import stats
 
@@ -417,11 +417,9 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
     elif fmt == "markdown":
         text = render_stats.as_markdown(found)
     else:  # one kind of row for row formats: the groups with --by, else the distributions
-        rows = found.groups if found.groups is not None else found.distributions
-        wanted = options.checked_columns(columns, rows.columns) or rows.columns
-        text = render.render(
-            rows.select(wanted), fmt, raw_csv=steps.raw_csv(), header=steps.headers()
-        )
+        fields = (found.groups if found.groups is not None else found.distributions).columns
+        text = render_stats.as_rows(found, fmt, columns=options.checked_columns(columns, fields),
+                                    raw_csv=steps.raw_csv(), header=steps.headers())  # fmt: skip
     findings = [("error", line) for line in render_stats.breach_lines(found.budgets)]
     findings += [("warning", line) for line in render_stats.near_lines(found.budgets)]
     steps.gate(text, findings, title="sessions budget")

@@ -23,14 +23,16 @@ from sessions_cli.read.schema import TOKEN_PARTS
 from sessions_cli.store.traces import TraceStore
 
 SESSION_FIELDS = [
-    "session_id", "session_name", "user_id", "users", "start", "end", "duration_ms",
+    "session_id", "session_name", "user_id", "users", "start", "end", "start_unix_ms",
+    "end_unix_ms", "duration_ms",
     "trace_count", "span_count", "llm_call_count", "input_tokens", "output_tokens",
     "total_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
     "cost_source", "unpriced_call_count", "error_count",
     "failed_trace_count", "models", "tags", "metadata", "session_name_source",
 ]  # fmt: skip
 TRACE_FIELDS = [
-    "trace_id", "trace_name", "start", "end", "duration_ms", "span_count", "llm_call_count",
+    "trace_id", "trace_name", "start", "end", "start_unix_ms", "end_unix_ms", "duration_ms",
+    "span_count", "llm_call_count",
     "input_tokens", "output_tokens", "total_tokens", "cost_usd", "status", "models",
 ]  # fmt: skip
 # Traces without a session (`list --orphans`): the trace fields plus who ran them.
@@ -358,6 +360,7 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
         pl.coalesce("named", "root_name", "first_name").alias("trace_name"),
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
+        *_unix_ms(),
         _duration_ms().alias("duration_ms"),
         _known_cost().alias("cost_usd"),
         pl.when(failed).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
@@ -451,6 +454,7 @@ def session_table(spans: pl.DataFrame, traces: pl.DataFrame) -> pl.DataFrame:
         .alias("session_name_source"),
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
+        *_unix_ms(),
         _duration_ms().alias("duration_ms"),
         _known_cost().alias("cost_usd"),
         pl.when(attribute & table)
@@ -513,6 +517,14 @@ def _known_cost() -> pl.Expr:
 def _duration_ms() -> pl.Expr:
     # Nanosecond differences are exact; rounding to 6 decimals only drops float noise.
     return ((pl.col("end_ns") - pl.col("start_ns")) / 1e6).round(6)
+
+
+def _unix_ms() -> list[pl.Expr]:
+    """start_unix_ms, end_unix_ms: whole milliseconds since the epoch, for tools that read
+    neither nanoseconds nor ISO text (jq's `todate`, spreadsheets, JavaScript's Date)."""
+    return [
+        (pl.col(f"{side}_ns") // 1_000_000).alias(f"{side}_unix_ms") for side in ("start", "end")
+    ]
 
 
 def _instant(column: str) -> pl.Expr:

@@ -3,8 +3,11 @@ JSON for scripts, and the budget breach lines for stderr. Rows use `render` for 
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 
+from sessions_cli.kinds import Format
 from sessions_cli.output import humanise, render, tables
 from sessions_cli.query.stats import SPLIT_GROUPINGS, TOTAL_FIELDS, Budget, StatsReport, Unit
 
@@ -41,12 +44,54 @@ def _group_note(by: str) -> str:
     )
 
 
+# Distributed metrics that are whole numbers: their min and max are written as integers.
+_WHOLE = ("total_tokens", "trace_count")
+
+
+def _distribution_records(dist: pl.DataFrame) -> list[dict]:
+    records = render.to_records(dist)
+    for record in records:
+        if record["metric"] in _WHOLE:
+            for key in ("min", "max"):
+                if record[key] is not None:
+                    record[key] = int(record[key])
+    return records
+
+
+def as_rows(
+    report: StatsReport, fmt: Format, *, columns: list[str] | None, raw_csv: bool, header: bool
+) -> str:
+    """csv, tsv, jsonl: the group rows with --by, else the distribution rows, whose min and
+    max of whole-number metrics are written as integers (1408, not 1408.0)."""
+    if report.groups is not None:
+        rows = report.groups
+        return render.render(rows.select(columns or rows.columns), fmt, raw_csv=raw_csv,
+                             header=header)  # fmt: skip
+    dist = report.distributions
+    wanted = columns or dist.columns
+    if fmt == "jsonl":
+        return "".join(
+            json.dumps({k: r[k] for k in wanted}, ensure_ascii=False) + "\n"
+            for r in _distribution_records(dist)
+        )
+    whole = pl.col("metric").is_in(_WHOLE)
+    as_text = dist.with_columns(
+        pl.when(whole)
+        .then(pl.col(c).cast(pl.Int64).cast(pl.String))
+        .otherwise(pl.col(c).cast(pl.String))
+        .alias(c)
+        for c in ("min", "max")
+    )
+    return render.render(as_text.select(wanted), fmt, raw_csv=raw_csv, header=header,
+                         numbers=("min", "max"))  # fmt: skip
+
+
 def as_json(report: StatsReport) -> str:
     totals, dist, by, groups, budgets = _parts(report)
     return render.to_json(
         {
             "totals": totals,
-            "distributions": dist,
+            "distributions": _distribution_records(dist),
             "by": by,
             "group_unit": group_unit(by) if by else None,
             "groups": groups if groups is not None else [],

@@ -15,7 +15,8 @@ from sessions_cli.model.sessions import UNPRICED_CALL, Model
 
 EVENT_FIELDS = [
     "kind", "trace_id", "span_id", "parent_span_id", "depth", "name", "start", "end",
-    "offset_ms", "duration_ms", "status", "model", "input_tokens", "output_tokens", "cost_usd",
+    "start_unix_ms", "end_unix_ms", "offset_ms", "duration_ms", "status", "model", "models",
+    "input_tokens", "output_tokens", "cost_usd",
 ]  # fmt: skip
 
 
@@ -62,7 +63,9 @@ def events(
         "start_ns",
         "end_ns",
         "status",
+        # `model` reads in a table; `models` is the list, as list and show give it
         pl.col("models").list.join(", ").replace("", None).alias("model"),
+        "models",
         "input_tokens",
         "output_tokens",
         "cost_usd",
@@ -79,6 +82,8 @@ def events(
     return rows.with_columns(
         pl.from_epoch("start_ns", time_unit="ns").dt.replace_time_zone("UTC").alias("start"),
         pl.from_epoch("end_ns", time_unit="ns").dt.replace_time_zone("UTC").alias("end"),
+        (pl.col("start_ns") // 1_000_000).alias("start_unix_ms"),
+        (pl.col("end_ns") // 1_000_000).alias("end_unix_ms"),
         ((pl.col("start_ns") - origin) / 1e6).round(6).alias("offset_ms"),
         ((pl.col("end_ns") - pl.col("start_ns")) / 1e6).round(6).alias("duration_ms"),
     ).select(*EVENT_FIELDS, "start_ns", "end_ns", "unpriced_call_count")
@@ -116,6 +121,10 @@ def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
         pl.col("end_time_unix_nano").alias("end_ns"),
         pl.col("status").cast(pl.String),
         pl.col("model").cast(pl.String),
+        pl.when(pl.col("model").is_not_null())
+        .then(pl.concat_list(pl.col("model").cast(pl.String)))
+        .otherwise(pl.lit([], pl.List(pl.String)))
+        .alias("models"),
         pl.when(own_usage).then("input_tokens").alias("input_tokens"),
         pl.when(own_usage).then("output_tokens").alias("output_tokens"),
         pl.col("call_cost_usd").alias("cost_usd"),
