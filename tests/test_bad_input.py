@@ -154,8 +154,9 @@ def test_binary_garbage_in_a_directory_is_skipped_with_a_warning(tmp_path):
     (tmp_path / "good.jsonl").write_bytes((BAD / "utf8_bom.otlp.jsonl").read_bytes())
     code, found, stderr = listed(tmp_path)
     assert (code, found) == (0, OK)
-    assert stderr == [f"{W}{tmp_path}/garbage.bin: not a trace file (no OTLP JSON or "
-                      "protobuf, span records or Parquet), skipped"]  # fmt: skip
+    assert stderr == [f"{W}{tmp_path}/garbage.bin: not a trace file, skipped: expected OTLP "
+                      "JSON or protobuf, console exporter output, span records (JSONL, CSV, "
+                      "Parquet), optionally gzip or zstd compressed"]  # fmt: skip
     assert run("list", str(tmp_path), "--strict").exit_code == 1
 
 

@@ -255,3 +255,72 @@ def test_timeline_models_is_a_list_as_in_list_and_show():
     call = next(e for e in events if e["kind"] == "span" and e["model"])
     assert call["models"] == [call["model"]]
     assert all(e["models"] == [] for e in events if e["model"] is None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files that are not traces: what was expected, what was found, one rule for one file or many
+
+
+@pytest.fixture
+def not_spans(tmp_path):
+    path = tmp_path / "costs.csv"
+    path.write_text("name,cost\nfoo,1\n")
+    return path
+
+
+def test_a_csv_of_other_columns_says_which_it_lacks_and_has(not_spans):
+    result = run("list", str(not_spans))
+    assert result.exit_code == 1
+    assert (
+        "a CSV table without the span record columns trace_id and span_id (found: name, cost"
+        in (result.stderr)
+    )
+
+
+def test_a_named_file_is_an_error_alone_or_beside_others(not_spans):
+    beside = run("list", str(not_spans), str(REAL))
+    assert beside.exit_code == 1
+    assert "not a trace file" in beside.stderr
+
+
+def test_a_file_found_in_a_directory_is_skipped_with_a_warning(not_spans):
+    (not_spans.parent / "good.jsonl").write_text(REAL.read_text())
+    result = run("list", str(not_spans.parent), "--json")
+    assert result.exit_code == 0
+    assert len(json.loads(result.stdout)) == 4
+    assert "costs.csv: not a trace file, skipped: a CSV table without" in result.stderr
+    globbed = run("list", str(not_spans.parent / "*"), "--json")
+    assert globbed.exit_code == 0
+    assert run("list", str(not_spans.parent), "--strict").exit_code == 1
+
+
+def test_a_langfuse_ui_export_is_named_as_such(tmp_path):
+    path = tmp_path / "langfuse.json"
+    path.write_text(json.dumps([{"id": "t1", "timestamp": "2026-01-01T00:00:00Z", "name": "chat",
+                                 "sessionId": "s1", "observations": []}]))  # fmt: skip
+    result = run("list", str(path))
+    assert "a Langfuse UI export (traces or observations), not OpenTelemetry spans" in (
+        result.stderr
+    )
+    assert "resourceSpans is" not in result.stderr
+
+
+def test_aliases_of_other_tools():
+    fields = run("list", str(REAL), "--fields", "session_id", "--csv").stdout
+    assert fields.splitlines()[0] == "session_id"
+    paris = run("list", str(REAL), "-z", "Europe/Paris", "--columns", "session_id,start").stdout
+    assert "09:48" in paris  # 08:48 UTC
+    assert run("list", str(REAL), "--timezone", "Europe/Paris").exit_code == 0
+    by_cost = ["--sort", "cost", "--jq", ".[].session_id"]
+    assert (
+        run("list", str(REAL), *by_cost, "--order", "asc").stdout
+        == run("list", str(REAL), *by_cost, "--asc").stdout
+    )
+    assert run("list", str(REAL), "--asc", "--order", "desc").exit_code == 2
+
+
+def test_an_unknown_field_suggests_the_one_meant():
+    result = run("list", str(REAL), "--columns", "session_id,cost")
+    assert result.exit_code == 2
+    assert "unknown field 'cost' (did you mean 'cost_usd'?)" in result.stderr
+    assert "(did you mean 'user_id'?)" in run("list", str(REAL), "--columns", "usr_id").stderr

@@ -113,8 +113,13 @@ def cli(ctx: click.Context, config_file: str | None, no_config: bool) -> None:
 @click.option(
     "--asc/--desc",
     "ascending",
-    default=False,
+    default=None,
     help="Sort direction (default: descending, so newest or largest first).",
+)
+@click.option(
+    "--order",
+    type=click.Choice(["asc", "desc"]),
+    help="The sort direction as ccusage names it: --order asc is --asc.",
 )
 @options.limit_option
 @options.output_options
@@ -127,6 +132,7 @@ def list_command(
     orphans,
     sort_name,
     ascending,
+    order,
     limit,
     fmt,
     columns,
@@ -144,6 +150,9 @@ def list_command(
     from sessions_cli.model.sessions import ORPHAN_FIELDS, SESSION_FIELDS
     from sessions_cli.query import filters as query
 
+    if order is not None and ascending is not None and ascending != (order == "asc"):
+        raise click.UsageError(f"--{'asc' if ascending else 'desc'} and --order {order} disagree")
+    ascending = ascending if ascending is not None else order == "asc"
     zone = options.zone_from(tz)
     filters = options.filters_from(filter_args, zone)
     model = steps.load(

@@ -206,8 +206,10 @@ def output_options(command):
         ),
         click.option(
             "--columns",
+            "--fields",
+            "columns",
             metavar="A,B,C",
-            help="Fields to show, in this order (see the README for the field list).",
+            help="Fields to show, in this order (the field lists: docs/usage.md).",
         ),
         click.option(
             "--raw-csv",
@@ -219,6 +221,9 @@ def output_options(command):
         ),
         click.option(
             "--tz",
+            "-z",
+            "--timezone",
+            "tz",
             metavar="ZONE",
             help="Time zone for table times and for dates and times typed without one "
             "(--since, --until): an IANA name or 'local' (default UTC). Machine formats are "
@@ -402,8 +407,17 @@ def checked_columns(columns: str | None, fields) -> list[str] | None:
     wanted = [c.strip() for c in columns.split(",") if c.strip()]
     unknown = [c for c in wanted if c not in fields]
     if unknown:
+        import difflib
+
+        hints = []
+        for name in unknown:
+            # `cost` -> cost_usd: a prefix is what people type, then a near spelling
+            close = [f for f in fields if f.startswith(name)] or difflib.get_close_matches(
+                name, list(fields), n=1, cutoff=0.6
+            )
+            hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
         raise click.BadParameter(
-            f"unknown field {', '.join(map(repr, unknown))}; fields: {', '.join(fields)}",
+            f"unknown field {', '.join(hints)}; fields: {', '.join(fields)}",
             param_hint="--columns",
         )
     return wanted

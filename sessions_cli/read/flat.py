@@ -70,6 +70,24 @@ def read_csv(data: bytes, label: str, problems: Counter) -> pl.DataFrame | None:
     return normalise(frame, problems)
 
 
+def why_not_records(data: bytes) -> str | None:
+    """For a CSV/TSV table that is not of span records: which columns it lacks, and which it
+    has. None when the bytes do not look like a delimited table at all."""
+    text = data[:65536].decode("utf-8", "replace").lstrip("\ufeff")
+    header = text.split("\n", 1)[0].rstrip("\r")
+    separator = "\t" if header.count("\t") > header.count(",") else ","
+    names = [name.strip().strip('"') for name in header.split(separator)]
+    looks_like_text = header.replace("\t", " ").isprintable() and all(names)
+    if len(names) < 2 or not looks_like_text or header.lstrip().startswith(("{", "[")):
+        return None
+    missing = [c for c in ("trace_id", "span_id") if c not in names]
+    found = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+    kind = "TSV" if separator == "\t" else "CSV"
+    return (f"a {kind} table without the span record column{'s' if len(missing) > 1 else ''} "
+            f"{' and '.join(missing)} (found: {found}; the columns are listed in "
+            "docs/usage.md#input)")  # fmt: skip
+
+
 def read_jsonl(text: str, label: str, report: Any, problems: Counter) -> pl.DataFrame:
     rows = []
     for number, line in enumerate(text.lstrip("\ufeff").split("\n"), start=1):

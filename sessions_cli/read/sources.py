@@ -39,6 +39,9 @@ _SHOWN_LINES = 5  # line numbers named in a warning, per file
 class Source:
     label: str  # as the user will recognise it: the path, or "<stdin>"
     path: Path | None = None  # None: standard input
+    # Named on the command line (or stdin): if it cannot be read as traces, that is an error.
+    # Found in a directory or by a glob: such a file is skipped with a warning.
+    named: bool = True
 
 
 @dataclass
@@ -50,7 +53,7 @@ class Report:
     """
 
     malformed: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
-    skipped_files: list[str] = field(default_factory=list)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (label, why)
     invalid_utf8: list[str] = field(default_factory=list)
     surrogates: list[str] = field(default_factory=list)
     truncated: dict[str, str] = field(default_factory=dict)  # label -> what happened
@@ -81,11 +84,7 @@ class Report:
         out += _capped([f"{label}: {what}" for label, what in self.truncated.items()], "cut short")
         out += _capped([f"{what}; skipped" for what in self.unreadable], "that cannot be read")
         out += _capped(
-            [
-                f"{label}: not a trace file (no OTLP JSON or protobuf, span records or Parquet), "
-                "skipped"
-                for label in self.skipped_files
-            ],
+            [f"{label}: not a trace file, skipped: {why}" for label, why in self.skipped_files],
             "that are not trace files, skipped",
         )
         out += _capped(
@@ -171,7 +170,7 @@ def resolve(paths: tuple[str, ...], *, stdin_is_tty: bool, env: dict[str, str]) 
             continue
         path = Path(raw).expanduser()
         if path.is_dir():
-            sources += [Source(str(p), p) for p in _walk(path)]
+            sources += [Source(str(p), p, named=False) for p in _walk(path)]
         elif path.exists():
             sources.append(Source(raw, path))
         elif glob.has_magic(raw):
@@ -181,7 +180,9 @@ def resolve(paths: tuple[str, ...], *, stdin_is_tty: bool, env: dict[str, str]) 
             for match in matches:
                 p = Path(match)
                 sources += (
-                    [Source(str(q), q) for q in _walk(p)] if p.is_dir() else [Source(match, p)]
+                    [Source(str(q), q, named=False) for q in _walk(p)]
+                    if p.is_dir()
+                    else [Source(match, p, named=False)]
                 )
         else:
             raise InputError(f"{raw}: no such file or directory")
@@ -247,7 +248,7 @@ def read_into(
     `report`."""
     with _Reader(chains, report, tuning, progress, sink) as reader:
         for source in sources:
-            explicit = len(sources) == 1 or source.path is None
+            explicit = source.named
             try:
                 _read_source(source, reader, stdin, explicit=explicit)
             except InputError as exc:
@@ -444,13 +445,10 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
             return
         table = flat.read_csv(data, source.label, problems)
         if table is None:
+            why = flat.why_not_records(data) or _EXPECTED
             if explicit:
-                raise InputError(
-                    f"{source.label}: not a trace file: expected OTLP JSON or protobuf, "
-                    "console exporter output, span records (JSONL, CSV, Parquet), optionally "
-                    "gzip or zstd compressed"
-                )
-            reader.report.skipped_files.append(source.label)
+                raise InputError(f"{source.label}: not a trace file: {why}")
+            reader.report.skipped_files.append((source.label, why))
             return
         reader.add_frame(table)
         reader.report.add_problems(source.label, problems)
@@ -497,6 +495,11 @@ def _read_framed(stream: BinaryIO, label: str, reader: _Reader) -> None:
         reader.report.truncated[label] = str(exc)
 
 
+# What a file must be to be read, said when it is none of them.
+_EXPECTED = ("expected OTLP JSON or protobuf, console exporter output, span records (JSONL, "
+             "CSV, Parquet), optionally gzip or zstd compressed")  # fmt: skip
+
+
 def _read_body(data: bytes, label: str, reader: _Reader, *, explicit: bool) -> None:
     """One bare ExportTraceServiceRequest (an OTLP/HTTP body, a `.pb` file)."""
     try:
@@ -504,7 +507,7 @@ def _read_body(data: bytes, label: str, reader: _Reader, *, explicit: bool) -> N
     except InputError:
         if explicit:
             raise
-        reader.report.skipped_files.append(label)
+        reader.report.skipped_files.append((label, _EXPECTED))
         return
     spans = (
         span for r in message.resource_spans for scope in r.scope_spans for span in scope.spans
