@@ -324,3 +324,59 @@ def test_an_unknown_field_suggests_the_one_meant():
     assert result.exit_code == 2
     assert "unknown field 'cost' (did you mean 'cost_usd'?)" in result.stderr
     assert "(did you mean 'user_id'?)" in run("list", str(REAL), "--columns", "usr_id").stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# A pager on a terminal
+
+
+def _on_a_terminal(*args: str, env: dict) -> bytes:
+    """Run the installed `sessions` with a pseudo-terminal as stdin and stdout, as a shell
+    would; what it shows on the terminal."""
+    import pty
+
+    leader, follower = pty.openpty()
+    done = subprocess.run(
+        [SESSIONS, *args], stdin=follower, stdout=follower, stderr=subprocess.PIPE,
+        env={**os.environ, **env}, timeout=60,
+    )  # fmt: skip
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's other end is closed: all was read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert done.returncode == 0, done.stderr
+    return shown
+
+
+def test_a_terminal_gets_the_pager_and_no_pager_turns_it_off(tmp_path):
+    paged = tmp_path / "paged.txt"
+    env = {"PAGER": f"tee {paged}"}
+    shown = _on_a_terminal("list", str(REAL), env=env)
+    assert "sess-research-7" in paged.read_text()
+    assert b"sess-research-7" in shown
+    paged.unlink()
+    _on_a_terminal("list", str(REAL), "--no-pager", env=env)
+    assert not paged.exists()
+    # piped, there is no pager whatever $PAGER says
+    done = subprocess.run([SESSIONS, "list", str(REAL)], capture_output=True,
+                          env={**os.environ, **env}, check=True)  # fmt: skip
+    assert b"sess-research-7" in done.stdout
+    assert not paged.exists()
+
+
+def test_totals_row_sums_what_is_shown():
+    lines = run("list", str(REAL), "--totals").stdout.splitlines()
+    assert lines[-2] == lines[1]  # the rule again
+    # 3 + 2 + 2 + 2 traces, the sessions' tokens, the known costs as a lower bound (sess-batch-3
+    # is unpriced), sess-research-7's two error spans
+    assert lines[-1].split() == ["TOTAL", "9", "22,468", "≥$0.0499", "2"]
+    limited = run("list", str(REAL), "--totals", "--sort", "cost", "-n", "1").stdout
+    assert limited.splitlines()[-1].split() == ["TOTAL", "2", "9,200", "$0.0393", "2"]
+    assert run("list", str(REAL), "--totals", "--json").exit_code == 2

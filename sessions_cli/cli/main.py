@@ -117,6 +117,12 @@ def cli(ctx: click.Context, config_file: str | None, no_config: bool) -> None:
     help="Sort direction (default: descending, so newest or largest first).",
 )
 @click.option(
+    "--totals",
+    is_flag=True,
+    help="A last table row with the sums of the counts, tokens and cost of the rows shown "
+    "(as ccusage prints; for totals in machine formats, see stats).",
+)
+@click.option(
     "--order",
     type=click.Choice(["asc", "desc"]),
     help="The sort direction as ccusage names it: --order asc is --asc.",
@@ -133,6 +139,7 @@ def list_command(
     sort_name,
     ascending,
     order,
+    totals,
     limit,
     fmt,
     columns,
@@ -150,6 +157,10 @@ def list_command(
     from sessions_cli.model.sessions import ORPHAN_FIELDS, SESSION_FIELDS
     from sessions_cli.query import filters as query
 
+    if totals and fmt != "table":
+        raise click.BadParameter(
+            "a table row: for totals in machine formats use sessions stats", param_hint="--totals"
+        )
     if order is not None and ascending is not None and ascending != (order == "asc"):
         raise click.UsageError(f"--{'asc' if ascending else 'desc'} and --order {order} disagree")
     ascending = ascending if ascending is not None else order == "asc"
@@ -185,7 +196,8 @@ def list_command(
         click.echo(f"sessions: showing {rows.height:,} of {humanise.count(matched, kind[:-1])} "
                    "(--limit)", err=True)  # fmt: skip
     steps.note_unpriced(rows)
-    steps.emit(rows, fields, kind=kind, fmt=fmt, columns=columns, zone=zone, empty_note=empty_note)
+    steps.emit(rows, fields, kind=kind, fmt=fmt, columns=columns, zone=zone,
+               empty_note=empty_note, totals=totals)  # fmt: skip
 
 
 @cli.command("show")

@@ -187,6 +187,14 @@ def output_options(command):
             "printed raw, other results as compact JSON, one per line. Implies --json.",
         ),
         click.option(
+            "--no-pager",
+            is_flag=True,
+            expose_value=False,  # read where stdout is written: steps.out()
+            callback=lambda ctx, _param, value: ctx.meta.__setitem__("pager", not value),
+            help="On a terminal, print straight out instead of through $PAGER (default: "
+            "less -FRX, which exits at once when the output fits the screen).",
+        ),
+        click.option(
             "--no-headers",
             is_flag=True,
             expose_value=False,  # read where CSV is written: steps.headers()

@@ -212,7 +212,8 @@ def stdin_is_tty() -> bool:
         return False
 
 
-def emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) -> None:
+def emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False,
+         totals=False) -> None:  # fmt: skip
     from sessions_cli.output import render
 
     wanted = options.checked_columns(columns, fields)
@@ -237,6 +238,7 @@ def emit(rows, fields, *, kind, fmt, columns, zone, empty_note, seconds=False) -
         header=headers(),
         unpriced=unpriced,
         notes=notes,
+        totals=totals,
     ):
         out(piece)
     warn(notes or [], empty=False)
@@ -264,9 +266,32 @@ def jq_filtered(text: str) -> str:
     return "".join(line + "\n" for line in shown)
 
 
+def _paging() -> bool:
+    """Through a pager: a command with output options, on a terminal, without --no-pager."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or not ctx.meta.get("pager") or not sys.stdout.isatty():
+        return False
+    if "paged" not in ctx.meta:
+        ctx.meta["paged"] = []
+        ctx.call_on_close(_page)
+    return True
+
+
+def _page() -> None:
+    """The command's output, at its end, through $PAGER, else `less -FRX`: -F exits at once
+    when it fits the screen, -R keeps colours, -X leaves it on the screen afterwards."""
+    text = "".join(click.get_current_context().meta.pop("paged", []))
+    if not os.environ.get("PAGER"):
+        os.environ.setdefault("LESS", "-FRX")
+    click.echo_via_pager(text, color=True)
+
+
 def out(text: str) -> None:
     """Data to stdout exactly as rendered. (click.echo would strip escape sequences when not on
     a terminal: data must not change with where it goes; tables are made safe when rendered.)"""
+    if _paging():
+        click.get_current_context().meta["paged"].append(text)
+        return
     try:
         click.echo(text, nl=False, color=True)
     except BrokenPipeError:

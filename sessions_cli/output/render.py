@@ -66,6 +66,7 @@ def pieces(
     numbers: tuple[str, ...] = (),
     keys: tuple[str, ...] = KEYS,
     notes: list[str] | None = None,
+    totals: bool = False,
 ) -> Iterator[str]:
     """The text to print for `rows`, in pieces to be written as they come.
 
@@ -76,10 +77,10 @@ def pieces(
     so that a table marks a cost that leaves them out as a lower bound (`≥$0.0103`);
     `numbers`: text columns that hold numbers written by us (never defused: -0.25 is no
     formula). Tables never cut `keys` nor money; with `notes`, a table too wide for `width`
-    leaves columns out and says so there."""
+    leaves columns out and says so there; `totals` adds a row of sums."""
     if fmt == "table":
         yield _table(rows, tz=tz, width=width, seconds=seconds, unpriced=unpriced, keys=keys,
-                     notes=notes)  # fmt: skip
+                     notes=notes, totals=totals)  # fmt: skip
     elif fmt == "markdown":
         yield _markdown(rows)
     elif fmt not in FORMATS:
@@ -203,9 +204,11 @@ def _table(
     unpriced: pl.Series | None = None,
     keys: tuple[str, ...] = KEYS,
     notes: list[str] | None = None,
+    totals: bool = False,
 ) -> str:
     """`notes`: where to say which columns were left out to fit `width`; None: none is, only
-    text is cut (the columns were chosen with --columns)."""
+    text is cut (the columns were chosen with --columns). `totals`: a last row of the sums of
+    the count, token and money columns, under a rule."""
     if rows.is_empty():
         return ""
     columns = rows.columns
@@ -217,6 +220,8 @@ def _table(
         ]
         for row, n in zip(rows.iter_rows(), left_out, strict=True)
     ]
+    if totals:
+        cells.append(_totals_cells(rows, sum(n or 0 for n in left_out)))
     headers = [HEADERS.get(c, c.replace("_", " ").upper()) for c in columns]
     align: list[tables.Align] = [
         "right" if rows.schema[c].is_numeric() else "left" for c in columns
@@ -229,7 +234,32 @@ def _table(
             notes.append(f"left out {', '.join(left)} to fit {width} columns (choose the "
                          "columns with --columns)")  # fmt: skip
         headers, align = [headers[i] for i in keep], [align[i] for i in keep]
-    return tables.simple(headers, cells, align) + "\n"
+    text = tables.simple(headers, cells, align)
+    if totals:  # the rule under the headers, again above the totals
+        lines = text.split("\n")
+        text = "\n".join([*lines[:-1], lines[1], lines[-1]])
+    return text + "\n"
+
+
+# Columns whose sum over the rows means something: counts, tokens, money.
+_SUMMED = ("trace_count", "span_count", "llm_call_count", "input_tokens", "output_tokens",
+           "total_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+           "cost_usd", "unpriced_call_count", "error_count", "failed_trace_count")  # fmt: skip
+
+
+def _totals_cells(rows: pl.DataFrame, unpriced: int) -> list[str]:
+    """`TOTAL` in the first column, then the sums (money exactly, as a lower bound when calls
+    are unpriced); other columns are blank."""
+    from sessions_cli.query.stats import known_sum
+
+    sums = rows.select(
+        known_sum(pl.col(c)) if c == "cost_usd" else pl.col(c).sum()
+        for c in rows.columns
+        if c in _SUMMED
+    ).row(0, named=True)
+    cells = [_human(c, sums[c], None, unpriced=unpriced) if c in sums else "" for c in rows.columns]
+    cells[0] = "TOTAL"
+    return cells
 
 
 def _role(column: str, dtype: pl.DataType, keys: tuple[str, ...]) -> tables.Role:
