@@ -23,6 +23,10 @@ def test_n_is_limit_and_the_note_says_how_many_matched():
     assert "showing 1 of 2 traces (--limit)" in orphans.stderr
 
 
+def test_tsv_alias():
+    assert run("list", str(REAL), "--tsv").stdout.split("\n", 1)[0].startswith("session_id\t")
+
+
 @pytest.mark.parametrize("alias", ["--jsonl", "--nl"])
 def test_jsonl_aliases(alias):
     lines = run("list", str(REAL), alias).stdout.splitlines()

@@ -175,6 +175,7 @@ def output_options(command):
         ),
         click.option("--json", "short_json", is_flag=True, help="Short for --format json."),
         click.option("--csv", "short_csv", is_flag=True, help="Short for --format csv."),
+        click.option("--tsv", "short_tsv", is_flag=True, help="Short for --format tsv."),
         click.option(
             "--jsonl", "--nl", "short_jsonl", is_flag=True, help="Short for --format jsonl."
         ),
@@ -247,12 +248,14 @@ def _one_format(command):
     never a silent pick."""
 
     @functools.wraps(command)
-    def with_format(*args, fmt, short_json, short_csv, short_jsonl, jq_program, **kwargs):
+    def with_format(*args, fmt, short_json, short_csv, short_tsv, short_jsonl, jq_program,
+                    **kwargs):  # fmt: skip
         ctx = click.get_current_context()
-        ctx.meta["jq"] = jq_program  # applied where JSON is written: steps.out_json()
+        ctx.meta["jq"] = jq_program  # applied where JSON is written: steps.jq_filtered()
         flags = [(flag, kind) for flag, kind, given in (
             ("--json", "json", short_json), ("--csv", "csv", short_csv),
-            ("--jsonl", "jsonl", short_jsonl), ("--jq", "json", jq_program is not None),
+            ("--tsv", "tsv", short_tsv), ("--jsonl", "jsonl", short_jsonl),
+            ("--jq", "json", jq_program is not None),
         ) if given]  # fmt: skip
         kinds = {kind for _, kind in flags}
         if ctx.get_parameter_source("fmt") == click.core.ParameterSource.COMMANDLINE:
