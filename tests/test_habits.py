@@ -384,3 +384,20 @@ def test_totals_row_sums_what_is_shown():
     limited = run("list", str(REAL), "--totals", "--sort", "cost", "-n", "1").stdout
     assert limited.splitlines()[-1].split() == ["TOTAL", "2", "9,200", "$0.0393", "2"]
     assert run("list", str(REAL), "--totals", "--json").exit_code == 2
+
+
+def test_json_fields_as_gh_spells_it(tmp_path, monkeypatch):
+    rows = json.loads(run("list", str(REAL), "--json", "session_id,cost_usd").stdout)
+    assert list(rows[0]) == ["session_id", "cost_usd"]
+    events = json.loads(run("timeline", "sess-research-7", str(REAL), "--json", "kind").stdout)
+    assert {tuple(e) for e in events} == {("kind",)}
+    # a path or a session id after a bare --json is still a path or a session id
+    assert len(json.loads(run("list", "--json", str(REAL)).stdout)) == 4
+    shown = json.loads(run("show", "--json", "sess-research-7", str(REAL)).stdout)
+    assert shown["session"]["session_id"] == "sess-research-7"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "traces").write_text(REAL.read_text())  # a file named like a field list
+    assert len(json.loads(run("list", "--json", "traces").stdout)) == 4
+    unknown = run("list", str(REAL), "--json", "session_id,cost")
+    assert unknown.exit_code == 2
+    assert "did you mean 'cost_usd'" in unknown.stderr

@@ -7,6 +7,7 @@ Heavy modules (polars and everything built on it) are imported inside commands, 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -41,6 +42,29 @@ def _price_table() -> str:
 def _show_version(ctx: click.Context) -> None:
     click.echo(f"sessions {__version__} (price table: {_price_table()})")
     ctx.exit()
+
+
+class RowsCommand(click.Command):
+    """A command whose rows take --columns (list, show, timeline): `--json FIELDS`, as gh
+    spells it, is read as --json --fields FIELDS. Only a value that can be nothing but field
+    names counts: lowercase names and commas, and no such file; so `--json traces/` and
+    `--json sess-42` keep meaning JSON of that path or session."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out, rest = [], list(args)
+        while rest:
+            arg = rest.pop(0)
+            out.append(arg)
+            if arg == "--":
+                out += rest
+                break
+            fields = rest[0] if arg == "--json" and rest else ""
+            if _FIELD_LIST.match(fields) and not os.path.exists(fields):
+                out += ["--fields", rest.pop(0)]
+        return super().parse_args(ctx, out)
+
+
+_FIELD_LIST = re.compile(r"^[a-z][a-z0-9_]*(,[a-z][a-z0-9_]*)*$")
 
 
 class SessionsGroup(click.Group):
@@ -94,7 +118,7 @@ def cli(ctx: click.Context, config_file: str | None, no_config: bool) -> None:
 # Commands
 
 
-@cli.command("list")
+@cli.command("list", cls=RowsCommand)
 @options.input_options
 @options.filter_options
 @click.option(
@@ -200,7 +224,7 @@ def list_command(
                empty_note=empty_note, totals=totals)  # fmt: skip
 
 
-@cli.command("show")
+@cli.command("show", cls=RowsCommand)
 @click.argument("session_id", metavar="SESSION_ID")
 @options.input_options
 @options.output_options
@@ -243,7 +267,7 @@ def show_command(session_id, paths, strict, session_keys, price_file, cost_mode,
           empty_note="the session has no traces", seconds=True)  # fmt: skip
 
 
-@cli.command("timeline")
+@cli.command("timeline", cls=RowsCommand)
 @click.argument("session_id", metavar="SESSION_ID")
 @options.input_options
 @click.option(
