@@ -1,6 +1,6 @@
-"""Every `Examples:` line of every command's --help, run as written with a real shell, in a
-folder laid out as the examples assume: traces/ holding a session sess-42, main/ and pr/ for
-diff, a converted baseline."""
+"""Every `Examples:` line of every command's --help, and every command line of docs/usage.md,
+run as written with a real shell, in a folder laid out as the examples assume: traces/ holding
+a session sess-42, main/ and pr/ for diff, a converted baseline."""
 
 from __future__ import annotations
 
@@ -30,6 +30,13 @@ def examples() -> list[tuple[str, str]]:
     return found
 
 
+def doc_lines() -> list[tuple[str, str]]:
+    """The lines of the sh blocks of docs/usage.md."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "usage.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
+    return [("docs/usage.md", line) for block in blocks for line in block.splitlines() if line]
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("examples")
@@ -48,7 +55,7 @@ def workdir(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize(("command", "line"), examples())
+@pytest.mark.parametrize(("command", "line"), examples() + doc_lines())
 def test_help_example_runs_as_written(workdir, command, line):
     if "| jq" in line and shutil.which("jq") is None:
         pytest.skip("jq is not installed here")
