@@ -31,6 +31,15 @@ def _model_workers() -> int:
     return max(1, min(_cores(), 4))
 
 
+def _from_env(name: str, default: int) -> int | None:
+    """A size from the environment (`0` or `none`: no limit); the default when unset or not a
+    whole number."""
+    text = os.environ.get(name, "").strip().lower()
+    if text in ("0", "none"):
+        return None
+    return int(text) if text.isdigit() else default
+
+
 @dataclass(frozen=True)
 class Tuning:
     # Threads that decode batches of JSON lines at once.
@@ -45,6 +54,11 @@ class Tuning:
     chunk_bytes: int = 16 * 1024 * 1024
     # A longer line is skipped while it streams past, never held in memory.
     max_line_bytes: int = 256 * 1024 * 1024
+    # Formats read whole (a JSON document, CSV, console output, a protobuf body, Parquet from a
+    # stream): a larger input is refused with an error instead of exhausting memory (a gzip
+    # bomb, /dev/zero). $SESSIONS_MAX_WHOLE_BYTES overrides it; None: no limit.
+    max_whole_bytes: int | None = field(default_factory=lambda: _from_env(
+        "SESSIONS_MAX_WHOLE_BYTES", 512 * 1024**2))  # fmt: skip
     # Spans held in memory before the store spills to disk by trace; None: never spill.
     memory_rows: int | None = 150_000
     # Spans per group read back from the store: one model build each.
@@ -61,5 +75,7 @@ class Tuning:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.max_whole_bytes is not None and self.max_whole_bytes < 1:
+            raise ValueError("max_whole_bytes must be at least 1, or None for unlimited")
         if self.memory_rows is not None and self.memory_rows < 1:
             raise ValueError("memory_rows must be at least 1, or None for unlimited")

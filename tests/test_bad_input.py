@@ -176,6 +176,48 @@ def test_a_line_longer_than_the_limit_is_skipped_and_memory_stays_bounded(tmp_pa
     assert report.malformed == {str(path): [(2, "longer than 0.0953674 MB: skipped")]}
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_format_read_whole_is_refused_past_its_limit_not_read_into_memory(tmp_path, compress):
+    """A pretty-printed document (read whole) over the limit is an error naming the file; the
+    same spans as JSON lines (streamed) still read. The limit counts decompressed bytes, so a
+    small gzip bomb cannot get past it."""
+    spans = [span(f"t{i}", "1", session__id=f"s{i}", gen_ai__prompt="x" * 1000) for i in range(50)]
+    pretty = json.dumps(document(*spans), indent=2).encode()
+    assert len(pretty) > 20_000
+    path = tmp_path / ("doc.json.gz" if compress else "doc.json")
+    path.write_bytes(gzip.compress(pretty) if compress else pretty)
+    streamed = tmp_path / "spans.jsonl"
+    streamed.write_text(lines(*(document(s) for s in spans)))
+    small = Tuning(max_whole_bytes=20_000)
+    with pytest.raises(inputs.InputError, match="cannot be read whole"):
+        loading.read_spans([inputs.Source(str(path), path)], _chains(), tuning=small)
+    read, _ = loading.read_spans([inputs.Source(str(streamed), streamed)], _chains(), tuning=small)
+    assert read.height == 50
+    whole, _ = loading.read_spans([inputs.Source(str(path), path)], _chains(),
+                                  tuning=Tuning(max_whole_bytes=None))  # fmt: skip
+    assert whole.height == 50
+
+
+def test_the_whole_read_limit_comes_from_the_environment(tmp_path):
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(document(span("t", "1", session__id="s")), indent=2))
+    env = {**os.environ, "SESSIONS_MAX_WHOLE_BYTES": "100"}
+    done = subprocess.run([SESSIONS, "list", str(path)], capture_output=True, text=True, env=env)
+    assert done.returncode == 1
+    assert "over 100 bytes (decompressed) cannot be read whole" in done.stderr
+    assert "SESSIONS_MAX_WHOLE_BYTES" in done.stderr
+    env["SESSIONS_MAX_WHOLE_BYTES"] = "0"  # no limit
+    assert (
+        subprocess.run([SESSIONS, "list", str(path)], capture_output=True, env=env).returncode == 0
+    )
+
+
+def _chains():
+    from sessions_cli.read import keys as attributes
+
+    return attributes.CHAINS
+
+
 def _rest():
     from sessions_cli.read import keys as attributes
 

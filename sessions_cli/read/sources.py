@@ -274,6 +274,7 @@ class _Reader:
         self.read_bytes = min(tuning.chunk_bytes, _READ_BYTES)
         self.store = store
         self.max_line_bytes = tuning.max_line_bytes
+        self.max_whole_bytes = tuning.max_whole_bytes
         self.progress = progress
         self.bytes_read = 0
         self.workers = tuning.read_workers
@@ -418,7 +419,7 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
             return
         head = start.lstrip()[:4]  # text may start with blank lines or spaces
         if not head and start:  # nothing but whitespace as far as the sniff went
-            rest = stream.read()
+            rest = _whole(stream, source.label, reader, "whitespace")
             if not rest.strip():
                 return
             stream, start = _sniffed(io.BufferedReader(io.BytesIO(rest)))  # type: ignore[arg-type]
@@ -427,7 +428,8 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
             return
         problems: Counter = Counter()  # what the span-record readers drop, as OTLP's
         if start.startswith(_PARQUET):
-            for frame in flat.read_parquet(stream.read(), source.label, problems):
+            data = _whole(stream, source.label, reader, "a Parquet stream")
+            for frame in flat.read_parquet(data, source.label, problems):
                 reader.add_frame(frame)
             reader.report.add_problems(source.label, problems)
             return
@@ -435,7 +437,7 @@ def _read_source(source, reader: _Reader, stdin, *, explicit) -> None:
         if first in "{[":
             _read_json(stream, source.label, reader)
             return
-        data = stream.read()
+        data = _whole(stream, source.label, reader, "a file that is not OTLP JSON lines")
         if console.looks_like(data[:_CONSOLE_SNIFF]):
             _read_console(data, source.label, reader)
             return
@@ -564,6 +566,36 @@ def _decompressed(
     raise InputError(f"{label}: too many layers of compression")
 
 
+def _whole(stream, label: str, reader: _Reader, what: str, already: int = 0) -> bytes:
+    """The rest of `stream`, for a format read whole, within the tuning's limit: past it, an
+    error naming the file, instead of memory running out (a gzip bomb, /dev/zero)."""
+    limit = reader.max_whole_bytes
+    if limit is None:
+        return stream.read()
+    room = limit - already  # `already`: bytes of the input the caller holds
+    data = bytearray()  # grown a piece at a time: one read of `room` bytes would reserve it all
+    while len(data) <= room and (piece := stream.read(min(_WHOLE_PIECE, room + 1 - len(data)))):
+        data += piece
+    if len(data) > room:
+        raise InputError(
+            f"{label}: {what} over {limit:,} bytes (decompressed) cannot be read whole; only "
+            "OTLP JSON lines and framed protobuf stream in bounded memory (convert them, split "
+            "the file, or raise SESSIONS_MAX_WHOLE_BYTES)"
+        )
+    return bytes(data)
+
+
+_WHOLE_PIECE = 8 * 1024 * 1024
+
+
+def _count_rest(stream) -> int:
+    """Bytes left in `stream`, counted a piece at a time (trailing garbage may be huge)."""
+    count = 0
+    while piece := stream.read(_COMPRESSED_READ):
+        count += len(piece)
+    return count
+
+
 def _read_json(stream, label, reader: _Reader) -> None:
     chains, report = reader.chains, reader.report
     # peek() returns only what the buffer holds (often 8 KB, less than one batch line), so
@@ -572,14 +604,16 @@ def _read_json(stream, label, reader: _Reader) -> None:
     if error is not None:  # the stream ends within the first block: _chunks reports it
         stream = _Failing(error)
     if console.looks_like(block[:_CONSOLE_SNIFF]):
-        _read_console(block + stream.read(), label, reader)
+        rest = _whole(stream, label, reader, "console output", len(block))
+        _read_console(block + rest, label, reader)
         return
     if b"\r" in block and b"\n" not in block:  # old Mac line endings: CR alone ends a line
-        block = (block + stream.read()).replace(b"\r", b"\n")
+        rest = _whole(stream, label, reader, "CR-ended text", len(block))
+        block = (block + rest).replace(b"\r", b"\n")
         stream = io.BufferedReader(io.BytesIO(b""))
     mode = _json_mode(block)
     if mode == "document":
-        data = block + stream.read()
+        data = block + _whole(stream, label, reader, "a JSON document", len(block))
         text = _decode(data, label, report)
         try:
             value = otlp.loads(text.lstrip(_BOM))
@@ -593,7 +627,7 @@ def _read_json(stream, label, reader: _Reader) -> None:
         stream = _Prefixed(block, stream)
     if mode == "flat":
         problems: Counter = Counter()
-        text = _decode(stream.read(), label, report)
+        text = _decode(_whole(stream, label, reader, "span records"), label, report)
         reader.add_frame(flat.read_jsonl(text, label, report, problems))
         report.add_problems(label, problems)
         return
@@ -626,7 +660,7 @@ class _Gzip(io.RawIOBase):
                 break
             if self.member.eof:  # the previous member ended: this is the next one, or not
                 if not chunk.startswith(_GZIP[: len(chunk)]):
-                    self.on_trailing(len(chunk) + len(self.raw.read()))
+                    self.on_trailing(len(chunk) + _count_rest(self.raw))
                     self.done = True
                     break
                 self.member = zlib.decompressobj(wbits=31)
