@@ -191,3 +191,69 @@ def _numbers(rows: list[dict]) -> dict:
 
 def _rounded(cost: float | None) -> float | None:
     return None if cost is None else round(cost, 9)
+
+
+# ---------------------------------------------------------------------------------------------
+# The flat-record and protobuf readers
+
+
+def _never_crashes(path: Path, command: list[str]) -> None:
+    for strict in ([], ["--strict"]):
+        result = run(*command, str(path), *strict)
+        assert result.exit_code in (0, 1, 2), result.stderr
+        assert "internal error" not in result.stderr
+        if result.exit_code:
+            assert result.stdout == ""
+            assert result.stderr.startswith("sessions: error: ")
+        elif "--json" in command:
+            json.loads(result.stdout)
+
+
+def _break_bytes(raw: bytes, data) -> bytes:
+    """Cut, overwrite, insert or duplicate bytes: what disks, pipes and editors do to files."""
+    raw = bytearray(raw)
+    for _ in range(data.draw(st.integers(1, 4))):
+        kind = data.draw(st.sampled_from(["cut", "flip", "insert", "repeat"]))
+        at = data.draw(st.integers(0, max(len(raw) - 1, 0)))
+        if kind == "cut":
+            del raw[at:]
+        elif kind == "flip" and raw:
+            raw[at] = data.draw(st.integers(0, 255))
+        elif kind == "insert":
+            raw[at:at] = bytes(data.draw(st.lists(st.integers(0, 255), max_size=8)))
+        else:
+            raw[at:at] = raw[at : at + data.draw(st.integers(1, 64))]
+    return bytes(raw)
+
+
+@FUZZ
+@given(lines=export_lines(), data=st.data(), suffix=st.sampled_from([".csv", ".jsonl"]))
+def test_flat_records_read_back_the_same_and_broken_ones_never_crash(tmp_path, lines, data,
+                                                                      suffix):  # fmt: skip
+    tmp_path = Path(tempfile.mkdtemp(dir=tmp_path))
+    source = tmp_path / "export.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    flat = tmp_path / f"spans{suffix}"
+    assert run("convert", str(source), "-o", str(flat)).exit_code == 0
+    expected, again = run("list", str(source), "--json"), run("list", str(flat), "--json")
+    assert again.exit_code == 0, again.stderr
+    assert _numbers(json.loads(again.stdout)) == _numbers(json.loads(expected.stdout))
+    broken = tmp_path / f"broken{suffix}"
+    broken.write_bytes(_break_bytes(flat.read_bytes(), data))
+    _never_crashes(broken, data.draw(st.sampled_from(COMMANDS)))
+
+
+PROTOBUF = sorted(Path(__file__).resolve().parent.parent.joinpath("fixtures").glob("*.binpb"))
+
+
+@FUZZ
+@given(seed=st.sampled_from(PROTOBUF), data=st.data(), command=st.sampled_from(COMMANDS))
+def test_broken_protobuf_never_crashes(tmp_path, seed, data, command):
+    """The real captures, framed (plain and zstd) or as one body, broken byte by byte."""
+    raw = seed.read_bytes()
+    if data.draw(st.booleans()):  # the first framed message alone: a bare request body
+        length = int.from_bytes(raw[:4], "big")
+        raw = raw[4 : 4 + length]
+    path = Path(tempfile.mkdtemp(dir=tmp_path)) / "broken.binpb"
+    path.write_bytes(_break_bytes(raw, data))
+    _never_crashes(path, command)
