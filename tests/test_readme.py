@@ -41,5 +41,8 @@ def test_readme_usage_line_runs_as_written(line, tmp_path):
     expected = 3 if "# exit 3" in line else 0
     assert done.returncode == expected, done.stderr
     assert "internal error" not in done.stderr
-    if expected == 0 and "> " not in line:
+    written = re.search(r" -o (\S+)", line)
+    if written and expected == 0:  # a line that writes a file wrote it
+        assert (tmp_path / written.group(1)).stat().st_size > 0
+    elif expected == 0 and "> " not in line:
         assert done.stdout.strip(), "the line printed something"

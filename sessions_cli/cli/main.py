@@ -24,7 +24,7 @@ os.environ.setdefault(
 import click
 
 from sessions_cli import __version__
-from sessions_cli.cli import config, diff, options, steps
+from sessions_cli.cli import config, diff, options, report, steps
 from sessions_cli.errors import ExitCode, SessionsError
 from sessions_cli.output import humanise
 
@@ -489,6 +489,7 @@ def completion_command(shell):
 
 
 cli.add_command(diff.diff_command)
+cli.add_command(report.report_command)
 
 
 class _Terminated(BaseException):

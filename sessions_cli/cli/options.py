@@ -228,18 +228,22 @@ def output_options(command):
             help="Write CSV/TSV text exactly as it came. By default a cell starting with = + - @ "
             "tab or CR gets a leading ' so that spreadsheets do not run it as a formula.",
         ),
-        click.option(
-            "--tz",
-            "-z",
-            "--timezone",
-            "tz",
-            metavar="ZONE",
-            help="Time zone for table times and for dates and times typed without one "
-            "(--since, --until): an IANA name or 'local' (default UTC). Machine formats are "
-            "always UTC.",
-        ),
+        tz_option,
     ]
     return stacked(decorators, _one_format(command))
+
+
+def tz_option(command):
+    return click.option(
+        "--tz",
+        "-z",
+        "--timezone",
+        "tz",
+        metavar="ZONE",
+        help="Time zone for table times and for dates and times typed without one "
+        "(--since, --until): an IANA name or 'local' (default UTC). Machine formats are "
+        "always UTC.",
+    )(command)
 
 
 def _one_format(command):

@@ -77,7 +77,7 @@ def timeline(
 ) -> str:
     glyphs = Glyphs.pick(ascii)
     span_ns = max(end_ns - origin_ns, 1)
-    lines = _with_idle_rows(rows.to_dicts(), origin_ns, span_ns)
+    lines = with_idle_rows(rows.to_dicts(), origin_ns, span_ns)
     headers = list(_COLUMNS)
     cells = [_text_cells(line, glyphs) for line in lines]
     # Text first, cut only as far as needed, but the bar keeps at least a quarter of the line.
@@ -121,7 +121,7 @@ def timeline(
     return "\n".join(out) + "\n"
 
 
-def _with_idle_rows(rows: list[dict], origin_ns: int, span_ns: int) -> list[dict]:
+def with_idle_rows(rows: list[dict], origin_ns: int, span_ns: int) -> list[dict]:
     """Insert an `idle` row wherever no trace runs between two traces, if it is big enough to
     see (at least 1/50 of the session; shorter pauses are just spacing)."""
     out: list[dict] = []

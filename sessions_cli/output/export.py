@@ -29,12 +29,12 @@ def write(groups: Iterable[pl.DataFrame], path: str, scratch: Path | None = None
     groups wait there as Arrow files and are streamed into one Parquet file, so memory
     follows a group, not the export."""
     suffix = Path(path).suffix.lower()
-    with _atomic(path) as temporary:
+    with atomic(path) as temporary:
         return _write(groups, temporary, suffix, scratch)
 
 
 @contextlib.contextmanager
-def _atomic(path: str) -> Iterator[str]:
+def atomic(path: str) -> Iterator[str]:
     """A temporary path beside `path`, renamed over it only once it is complete: readers never
     see a half-written file, and two writers never interleave."""
     target = Path(path)

@@ -215,7 +215,7 @@ def _table(
     left_out = unpriced.to_list() if unpriced is not None else [0] * rows.height
     cells = [
         [
-            _human(column, value, tz, seconds, unpriced=n or 0)
+            human(column, value, tz, seconds, unpriced=n or 0)
             for column, value in zip(columns, row, strict=True)
         ]
         for row, n in zip(rows.iter_rows(), left_out, strict=True)
@@ -257,7 +257,7 @@ def _totals_cells(rows: pl.DataFrame, unpriced: int) -> list[str]:
         for c in rows.columns
         if c in _SUMMED
     ).row(0, named=True)
-    cells = [_human(c, sums[c], None, unpriced=unpriced) if c in sums else "" for c in rows.columns]
+    cells = [human(c, sums[c], None, unpriced=unpriced) if c in sums else "" for c in rows.columns]
     cells[0] = "TOTAL"
     return cells
 
@@ -269,7 +269,7 @@ def _role(column: str, dtype: pl.DataType, keys: tuple[str, ...]) -> tables.Role
     return "value" if dtype.is_numeric() or dtype.is_temporal() else "text"
 
 
-def _human(column: str, value, tz: tzinfo | None, seconds: bool = False, unpriced: int = 0) -> str:
+def human(column: str, value, tz: tzinfo | None, seconds: bool = False, unpriced: int = 0) -> str:
     if column in _MONEY:  # a null cost is unknown, not blank
         return humanise.money(value, unpriced=unpriced if column == "cost_usd" else 0)
     if value is None:
@@ -297,7 +297,7 @@ def summary(record: dict, *, tz: tzinfo | None) -> str:
     """One session's fields as labelled lines (`sessions show`)."""
 
     def text(column: str) -> str:
-        return _human(column, record.get(column), tz, seconds=True)
+        return human(column, record.get(column), tz, seconds=True)
 
     n = record
     left_out = n["unpriced_call_count"]
