@@ -40,7 +40,10 @@ def _price_table() -> str:
 
 
 def _show_version(ctx: click.Context) -> None:
-    click.echo(f"sessions {__version__} (price table: {_price_table()})")
+    from sessions_cli.read import native
+
+    click.echo(f"sessions {__version__} (price table: {_price_table()}; "
+               f"JSON reader: {native.describe()})")  # fmt: skip
     ctx.exit()
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from sessions_cli.read import native
 from sessions_cli.read.keys import (
     JSON_OBJECTS,
     METADATA_PREFIXES,
@@ -114,6 +115,20 @@ def spans_from_lines(
         except _NotScalar:
             pass  # a value of a wanted key is not a scalar after all: decode it whole
     return _spans(lines, chains, problems, trust_nul, _document(_ANY, events))
+
+
+def spans_from_bytes(
+    data: bytes, chains: dict[str, tuple[str, ...]], problems: Counter
+) -> pl.DataFrame | None:
+    """`spans_from_lines` of the lines in `data` by the native reader, when it is built and
+    sure of them (see read/native.py); None: read them with `spans_from_lines`."""
+    if not native.active():
+        return None
+    found = native.rows(data, wanted_keys(chains))
+    if found is None:
+        return None
+    raw, attrs = found
+    return spans_from_rows(raw, attrs, chains, problems) if raw.height else empty_spans()
 
 
 def _may_nest(lines: pl.Series) -> bool:
@@ -394,10 +409,14 @@ def _attribute_rows(frame: pl.DataFrame, index: str, keys: list[str]) -> pl.Data
             key=pl.element().struct.field("key"),
             value=_scalar_text(pl.element().struct.field("value")),
         )
+        # An absent array is no text (encoded, it would read "null"; found by the native
+        # reader's differential test).
         text = pl.coalesce(
             text,
-            _json_text(array.list.eval(_scalar_text(pl.element()))),
-            _json_text(kvlist.list.eval(pairs)),
+            pl.when(array.is_not_null()).then(
+                _json_text(array.list.eval(_scalar_text(pl.element())))
+            ),
+            pl.when(kvlist.is_not_null()).then(_json_text(kvlist.list.eval(pairs))),
         )
         items = array.list.eval(_scalar_text(pl.element()))
     text = text.str.strip_chars()

@@ -928,6 +928,10 @@ def _parse_pieces(pieces: list[_Piece], chains) -> _Parsed:
     labels = list(dict.fromkeys(p.label for p in pieces))
     label = labels[0] if len(labels) == 1 else f"{labels[0]} (and {len(labels) - 1:,} more files)"
     parsed = _Parsed(label, empty_spans())
+    native = otlp.spans_from_bytes(_joined(pieces), chains, parsed.problems)
+    if native is not None:
+        parsed.spans = compact(native)
+        return parsed
     lines, texts = _lines(pieces), None
     if lines is None:  # not UTF-8 (or a raw U+001F): split in Python, bad bytes replaced
         texts = _texts(pieces, parsed)
@@ -966,6 +970,18 @@ def _parse_pieces(pieces: list[_Piece], chains) -> _Parsed:
         spans = otlp.spans_from_lines(lines, chains, parsed.problems, trust_nul=True)
         parsed.spans = compact(spans)
     return parsed
+
+
+def _joined(pieces: list[_Piece]) -> bytes:
+    """The batch's lines as one block (a file's byte-order mark left out), for the native
+    reader."""
+    blocks = [
+        piece.data[len(_BOM_BYTES) :]
+        if piece.first_line_no == 1 and piece.data.startswith(_BOM_BYTES)
+        else piece.data
+        for piece in pieces
+    ]
+    return blocks[0] if len(blocks) == 1 else b"\n".join(blocks)
 
 
 def _texts(pieces: list[_Piece], parsed: _Parsed) -> list[str]:

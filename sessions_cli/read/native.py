@@ -1,0 +1,63 @@
+"""The native OTLP JSON extractor (native/otlp_simdjson.cpp, simdjson On-Demand), when it was
+built: the span rows and wanted-attribute rows of a batch of lines, as `otlp.spans_from_rows`
+takes them, for a fraction of what decoding whole documents with polars costs.
+
+It answers only when it is sure to read the batch exactly as the polars path does; otherwise
+(None) the batch is decoded by polars, so results never depend on which path ran.
+SESSIONS_NATIVE=0 turns it off.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+import polars as pl
+
+from sessions_cli.read.keys import METADATA_PREFIXES
+
+
+def _load() -> ModuleType | None:
+    try:
+        return importlib.import_module("sessions_cli.read._otlp_simdjson")
+    except ImportError:  # built without a compiler or without simdjson: the polars path runs
+        return None
+
+
+_extension = _load()
+
+
+def active() -> bool:
+    return _extension is not None and os.environ.get("SESSIONS_NATIVE", "1") != "0"
+
+
+def describe() -> str:
+    """Which JSON reader runs, for `sessions --version`."""
+    if _extension is None:
+        return "polars (the native simdjson reader is not built)"
+    if not active():
+        return "polars (SESSIONS_NATIVE=0)"
+    return f"native (simdjson {_extension.simdjson_version()})"
+
+
+class _Exported:
+    """A struct array from the extension, offered to polars by the Arrow PyCapsule protocol."""
+
+    def __init__(self, capsules: tuple[object, object]) -> None:
+        self._capsules = capsules
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
+        return self._capsules
+
+
+def rows(data: bytes, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """(spans, attributes) of OTLP JSON lines, or None when the polars path must read them."""
+    assert _extension is not None
+    found = _extension.extract(data, keys, METADATA_PREFIXES)
+    if found is None:
+        return None
+    spans = pl.Series(_Exported(found[0])).struct.unnest()
+    attrs = pl.Series(_Exported(found[1])).struct.unnest()
+    status = pl.struct(code=pl.col("code"), message=pl.col("message")).alias("status")
+    return spans.with_row_index("row").with_columns(status).drop("code", "message"), attrs

@@ -1,0 +1,206 @@
+"""The native OTLP JSON reader against the polars path: the same span frames, always.
+
+`otlp.spans_from_bytes` (native) either gives exactly what `otlp.spans_from_lines` (polars)
+gives for the same lines, problems counted alike, or None (then the polars path reads them).
+Checked on every fixture, good and bad, and on generated documents that vary what the
+extractor must get right: value kinds, big and odd numbers, whitespace, repeated keys,
+resource attributes, exception events, escapes, nesting. Without the extension these tests
+skip, unless SESSIONS_REQUIRE_NATIVE=1 (set by .ci/run) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections import Counter
+
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from sessions_cli.read import native, otlp
+from sessions_cli.read.keys import CHAINS
+from tests.conftest import EDGE, FIXTURES, GENERATED, REAL, REAL_PROTO, run
+
+pytestmark = pytest.mark.skipif(
+    native._extension is None and not os.environ.get("SESSIONS_REQUIRE_NATIVE"),
+    reason="the native reader is not built (g++ and libsimdjson-dev; .ci/run installs them)",
+)
+
+
+@pytest.fixture(autouse=True)
+def _native_on(monkeypatch):
+    monkeypatch.delenv("SESSIONS_NATIVE", raising=False)
+    assert native.active(), "SESSIONS_REQUIRE_NATIVE is set, but the extension is not built"
+
+
+def both(data: bytes):
+    """(native frame or None, its problems, polars frame, its problems) of these lines."""
+    fast_problems: Counter = Counter()
+    fast = otlp.spans_from_bytes(data, CHAINS, fast_problems)
+    text = data.decode("utf-8", "replace")
+    lines = pl.Series("line", [x for x in text.split("\n") if x.strip()], dtype=pl.String)
+    slow_problems: Counter = Counter()
+    try:
+        slow = otlp.spans_from_lines(lines, CHAINS, slow_problems)
+    except (pl.exceptions.PolarsError, otlp.SuspectText):
+        slow = None  # the reader would report these lines one by one
+    return fast, fast_problems, slow, slow_problems
+
+
+def assert_same(data: bytes) -> bool:
+    """True when the native reader answered (and agreed); False when it left the lines."""
+    fast, fast_problems, slow, slow_problems = both(data)
+    if fast is None:
+        return False
+    assert slow is not None, "the native reader accepted lines the polars path rejects"
+    assert_frame_equal(fast, slow)
+    assert fast_problems == slow_problems
+    return True
+
+
+def _bytes(path) -> bytes:
+    """The file's bytes, decompressed as far as they go (a cut gzip: what it holds)."""
+    data = path.read_bytes()
+    if path.suffix != ".gz":
+        return data
+    return zlib.decompressobj(wbits=31).decompress(data)
+
+
+EDGES = sorted(EDGE.glob("*.otlp.jsonl"))
+GOOD = [REAL, REAL_PROTO, GENERATED, *(p for p in EDGES if "malformed" not in p.name)]
+BAD = [*sorted((FIXTURES / "bad").glob("*.jsonl*")), *(p for p in EDGES if p not in GOOD)]
+
+
+@pytest.mark.parametrize("path", GOOD, ids=lambda p: p.name)
+def test_good_fixtures_are_read_natively_and_identically(path):
+    assert assert_same(_bytes(path)), "the native reader left a good fixture to polars"
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
+def test_bad_fixtures_are_identical_or_left_to_polars(path):
+    assert_same(_bytes(path))
+
+
+def test_the_cli_gives_the_same_output_either_way(monkeypatch):
+    for path in (REAL, GENERATED, FIXTURES):
+        outputs = []
+        for flag in ("1", "0"):
+            monkeypatch.setenv("SESSIONS_NATIVE", flag)
+            result = run("list", str(path), "--json")
+            assert result.exit_code == 0, result.stderr
+            outputs.append((result.stdout, result.stderr))
+        assert outputs[0] == outputs[1]
+
+
+def test_version_says_which_reader_runs(monkeypatch):
+    assert "JSON reader: native (simdjson " in run("--version").stdout
+    monkeypatch.setenv("SESSIONS_NATIVE", "0")
+    assert "JSON reader: polars (SESSIONS_NATIVE=0)" in run("--version").stdout
+
+
+def _line(document: dict, spacing: str) -> str:
+    return json.dumps(document, ensure_ascii=spacing == "ascii",
+                      separators=(", ", ": ") if spacing == "wide" else (",", ":"))  # fmt: skip
+
+
+def test_what_it_must_leave_to_polars():
+    span = {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "x"}
+    cases = [
+        '{"resourceSpans":[{"scopeSpans":[{"spans":[{"trace\\u0049d":"a"}]}]}]}',  # escaped key
+        '{"resourceSpans":[{"scopeSpans":[{"spans":[' + json.dumps(span) + "]}]}]}{}",  # two
+        '{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a\\u0000b"}]}]}]}',  # a NUL
+        '{"resourceLogs":[]}',  # not traces
+        '{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":{"a":1}}]}]}]}',  # wrong type
+        '{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"x","value":'
+        + "[" * 1000
+        + "]" * 1000
+        + "}]}]}]}]}",  # deeper than polars follows
+    ]
+    for case in cases:
+        fast, _, _, _ = both(case.encode() + b"\n")
+        assert fast is None, case
+
+
+# Generated documents --------------------------------------------------------------------------
+
+_WANTED = [*sorted(otlp.wanted_keys(CHAINS))[:40], "agentmark.metadata.plan", "other.key"]
+_TEXT = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12
+) | st.sampled_from(
+    ["  padded  ", "", " ", "\u00a0x\u3000", "sess-1", "null", "NONE", "gpt-4o", '["a","b"]']
+)
+_NUMBER = st.integers(-(10**25), 10**25) | st.floats(allow_nan=False, allow_infinity=False)
+_SCALAR = st.one_of(
+    st.builds(lambda v: {"stringValue": v}, _TEXT),
+    st.builds(
+        lambda v: {"intValue": v},
+        st.integers(-(10**20), 10**20) | st.text("0123456789", min_size=1, max_size=20),
+    ),
+    st.builds(lambda v: {"doubleValue": v}, _NUMBER),
+    st.builds(lambda v: {"boolValue": v}, st.booleans()),
+    st.just({}),
+    st.builds(lambda a, b: {"stringValue": a, "intValue": b}, _TEXT, st.integers(0, 99)),
+)
+_VALUE = (
+    _SCALAR
+    | st.builds(lambda items: {"arrayValue": {"values": items}}, st.lists(_SCALAR, max_size=3))
+    | st.builds(lambda k, v: {"kvlistValue": {"values": [{"key": k, "value": v}]}}, _TEXT, _SCALAR)
+)
+_ATTRIBUTES = st.lists(
+    st.builds(lambda k, v: {"key": k, "value": v}, st.sampled_from(_WANTED), _VALUE), max_size=6
+)
+_TIME = st.one_of(st.integers(0, 2**63), st.text("0123456789", min_size=1, max_size=19),
+                  st.none(), st.floats(0, 1e19, allow_nan=False))  # fmt: skip
+_EVENT = st.builds(
+    lambda name, attrs: {"name": name, "attributes": attrs},
+    st.sampled_from(["exception", "log", "Exception"]),
+    st.lists(st.builds(lambda v: {"key": "exception.message", "value": v}, _SCALAR), max_size=2),
+)
+_SPAN = st.fixed_dictionaries(
+    {
+        "traceId": st.sampled_from(["ab" * 16, "AB" * 16, "q83vEjRWeJA=", ""]),
+        "spanId": st.sampled_from(["cd" * 8, "cd" * 7, None]),
+    },
+    optional={
+        "parentSpanId": st.sampled_from(["ef" * 8, ""]),
+        "name": _TEXT | st.integers(0, 9),
+        "startTimeUnixNano": _TIME,
+        "endTimeUnixNano": _TIME,
+        "attributes": _ATTRIBUTES,
+        "status": st.fixed_dictionaries(
+            {},
+            optional={
+                "code": st.sampled_from([0, 1, 2, "2", "STATUS_CODE_ERROR", None]),
+                "message": _TEXT,
+            },
+        ),
+        "events": st.lists(_EVENT, max_size=2),
+        "kind": st.integers(0, 5),
+    },
+)
+_DOCUMENT = st.builds(
+    lambda resources: {"resourceSpans": resources},
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "scopeSpans": st.lists(
+                    st.builds(lambda spans: {"spans": spans}, st.lists(_SPAN, max_size=3)),
+                    max_size=2,
+                )
+            },
+            optional={"resource": st.builds(lambda a: {"attributes": a}, _ATTRIBUTES)},
+        ),
+        min_size=1,
+        max_size=2,
+    ),
+)
+
+
+@given(st.lists(_DOCUMENT, min_size=1, max_size=4), st.sampled_from(["compact", "wide", "ascii"]))
+def test_generated_documents_are_identical_or_left_to_polars(documents, spacing):
+    data = "\n".join(_line(d, spacing) for d in documents).encode() + b"\n"
+    assert_same(data)
