@@ -29,12 +29,17 @@ RESULTS = HERE / "RESULTS.md"
 RUNS = "# Runs recorded by benchmarks/run.py"
 
 
-def measure(args: list[str], stdout=subprocess.DEVNULL) -> tuple[float, float, bytes]:
+def measure(
+    args: list[str], stdout=subprocess.DEVNULL, env: dict[str, str] | None = None
+) -> tuple[float, float, bytes]:
     """(wall seconds, peak RSS in MB, stdout) of one run; wait4 gives this child's own peak."""
     with tempfile.TemporaryFile() as err_file, tempfile.TemporaryFile() as out_file:
         started = time.perf_counter()
         process = subprocess.Popen(
-            args, stdout=out_file if stdout is None else stdout, stderr=err_file
+            args,
+            stdout=out_file if stdout is None else stdout,
+            stderr=err_file,
+            env={**os.environ, **(env or {})},
         )
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
@@ -153,15 +158,23 @@ def list_vs_duckdb(
     and the `list` runs themselves."""
     rows = []
     size_mb = path.stat().st_size / 1e6
-    listed, duck = [], []
-    for _ in range(repeat):  # alternate, so both see the same machine state
+    listed, duck, fallback = [], [], []
+    for _ in range(repeat):  # alternate, so all see the same machine state
         listed.append(measure([SESSIONS, "list", str(path), "--json"], stdout=None))
+        if native_built():
+            fallback.append(measure([SESSIONS, "list", str(path), "--json"], stdout=None,
+                                    env={"SESSIONS_NATIVE": "0"}))  # fmt: skip
         if duckdb:
             duck.append(measure([sys.executable, str(HERE / "duckdb_sessions.py"), str(path)],
                                 stdout=None))  # fmt: skip
     sessions_json = json.loads(listed[0][2])
     wall, peak = median_of(listed)
     rows.append((spans, size_mb, f"sessions list{shape}", wall, peak))
+    if fallback:
+        f_wall, f_peak = median_of(fallback)
+        same = all(run[2] == listed[0][2] for run in fallback)
+        rows.append((spans, size_mb, f"sessions list, SESSIONS_NATIVE=0{shape} (output "
+                     f"{'identical' if same else 'DIFFERS'})", f_wall, f_peak))  # fmt: skip
     if duckdb:
         d_wall, d_peak = median_of(duck)
         rows.append((spans, size_mb, f"duckdb (same aggregate){shape}", d_wall, d_peak))
@@ -187,6 +200,12 @@ def decoding_floor(path: Path, spans: int, repeat: int, duckdb_wall: float, shap
         f"2x DuckDB means {duckdb_wall / 2:.2f} s for everything"
     )
     return (spans, path.stat().st_size / 1e6, text, None, None)
+
+
+def native_built() -> bool:
+    """Whether `sessions` reads JSON natively here (its --version says)."""
+    done = subprocess.run([SESSIONS, "--version"], capture_output=True, text=True, check=True)
+    return "JSON reader: native" in done.stdout
 
 
 def runs(args: list[str], times: int) -> tuple[float, float]:
@@ -264,6 +283,8 @@ def stamp(args: argparse.Namespace) -> str:
         commit += " (with uncommitted changes)"
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     versions = ", ".join(package(n) for n in ("sessions-cli", "polars", "duckdb", "genai-prices"))
+    reader = subprocess.run([SESSIONS, "--version"], capture_output=True, text=True).stdout
+    versions += "; " + reader.strip().rsplit("; ", 1)[-1].rstrip(")")
     return (
         f"## {when}, commit {commit}\n\n"
         f"{os.cpu_count()} cores ({cpu_model()}), Python {sys.version.split()[0]}, {versions}; "
