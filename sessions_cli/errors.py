@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from sessions_cli.notices import Notice
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -21,6 +23,15 @@ class SessionsError(Exception):
 
 class InputError(SessionsError):
     """A file that cannot be read, or (with --strict) malformed input."""
+
+
+class IncompleteInput(InputError):
+    """With --strict: input was skipped, cut short or ignored. `failures` says what; the CLI
+    words them (output/messages.py)."""
+
+    def __init__(self, failures: list[Notice]) -> None:
+        super().__init__("input not read in full (--strict)")
+        self.failures = failures
 
 
 class UsageError(SessionsError):

@@ -4,6 +4,7 @@ layer reaches forward. These rules are what keep a new reader or renderer in its
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,28 @@ def test_help_does_not_import_polars():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_every_notice_kind_has_words_and_only_output_words_them():
+    """Reading and modelling hand on Notice values; output/messages.py is the one table that
+    says them, so every kind a layer can emit must be in it, and no other module words one."""
+    from sessions_cli.notices import FAILURES
+    from sessions_cli.output.messages import TEXTS
+    from sessions_cli.read.otlp import PROBLEMS
+
+    emitted = set(FAILURES) | set(PROBLEMS)
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "Notice"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                emitted.add(node.args[0].value)
+    emitted |= {"own_parent", "cycles", "session_conflicts"}  # named in a tuple, then Notice(kind)
+    assert emitted <= set(TEXTS), emitted - set(TEXTS)
+    # a word chosen by a count, by hand: humanise.plural is the one place that does that
+    by_hand = re.compile(r"""["'][\w ]*["'] if [\w.()]+ == 1 else""")
+    worded = [p.name for p in PACKAGE.rglob("*.py") if by_hand.search(p.read_text("utf-8"))]
+    assert not worded

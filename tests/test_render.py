@@ -58,3 +58,30 @@ def test_wide_characters_align_and_are_cut_by_display_width():
     assert lines[2] == "漢字漢字   1"
     assert layout.ellipsis("漢字漢字", 5) == "漢字…"
     assert layout.width(layout.ellipsis("漢字漢字", 4)) <= 4
+
+
+def test_notices_past_five_files_of_a_kind_end_in_one_line_that_counts_the_rest():
+    from sessions_cli.notices import Notice
+    from sessions_cli.output import messages
+
+    found = [Notice("invalid_utf8", label=f"part-{i}.jsonl") for i in range(8)]
+    found.insert(3, Notice("own_parent", 2))
+    lines = messages.texts(found)
+    assert lines[:5] == [f"part-{i}.jsonl: invalid UTF-8 replaced with U+FFFD" for i in range(5)]
+    assert lines[5] == "... and 3 more files with invalid UTF-8"
+    assert lines[6] == "2 spans name themselves as parent: taken as roots"
+    assert len(lines) == 7
+
+
+def test_a_malformed_lines_notice_names_its_first_lines_and_says_when_there_are_more():
+    from sessions_cli.notices import Notice
+    from sessions_cli.output import messages
+
+    few = Notice("malformed_lines", 2, "a.jsonl", "invalid JSON", (4, 9))
+    many = Notice("malformed_lines", 1234, "b.jsonl", "invalid JSON", tuple(range(1, 11)))
+    assert (
+        messages.text(few) == "a.jsonl: skipped 2 malformed lines (line 4, 9; first: invalid JSON)"
+    )
+    assert messages.text(many) == (
+        "b.jsonl: skipped 1,234 malformed lines (line 1, 2, 3, 4, 5, ...; first: invalid JSON)"
+    )

@@ -75,7 +75,7 @@ class SessionsGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SessionsError as exc:
-            raise steps.CliError(str(exc), exc.code) from None
+            raise steps.CliError(steps.error_text(exc), exc.code) from None
 
 
 @click.group(
@@ -393,8 +393,7 @@ def convert_command(paths, strict, session_keys, output):
             f"{output}: cannot write ({exc.strerror or exc})", ExitCode.ERROR
         ) from None
     steps.warn_read(store, report)
-    noun = "span" if written == 1 else "spans"
-    click.echo(f"sessions: wrote {written:,} {noun} to {output}", err=True)
+    click.echo(f"sessions: wrote {humanise.count(written, 'span')} to {output}", err=True)
 
 
 @cli.command("stats")

@@ -11,8 +11,8 @@ import sys
 import click
 
 from sessions_cli.cli import options
-from sessions_cli.errors import ExitCode, SessionsError
-from sessions_cli.output import humanise
+from sessions_cli.errors import ExitCode, IncompleteInput, SessionsError
+from sessions_cli.output import humanise, messages
 from sessions_cli.tuning import Tuning
 
 # Sizes and worker counts for every command, from this machine's cores.
@@ -122,9 +122,9 @@ def note_unpriced(rows) -> None:
     )
     warn(
         [
-            f"{humanise.count(calls, 'LLM call')} {'has' if calls == 1 else 'have'} tokens "
+            f"{humanise.count(calls, 'LLM call')} {humanise.plural(calls, 'has', 'have')} tokens "
             "but no price, so "
-            f"{'its' if calls == 1 else 'their'} cost is unknown (a cost shows ? or a lower "
+            f"{humanise.plural(calls, 'its', 'their')} cost is unknown (a cost shows ? or a lower "
             f"bound ≥$): {', '.join(shown)}{fix}"
         ],
         empty=False,
@@ -136,7 +136,13 @@ def warn_read(store, report, notices=()) -> None:
     with different content are counted then), with the model's notices."""
     report.conflicting_duplicates = store.conflicting_duplicates
     report.spans_without_ids = store.without_ids
-    warn(report.warnings() + list(notices), empty=store.rows == 0)
+    warn(messages.texts([*report.warnings(), *notices]), empty=store.rows == 0)
+
+
+def error_text(error: SessionsError) -> str:
+    if isinstance(error, IncompleteInput):
+        return f"{error}: " + "; ".join(messages.texts(error.failures))
+    return str(error)
 
 
 @contextlib.contextmanager

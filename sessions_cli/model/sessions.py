@@ -18,6 +18,7 @@ import polars as pl
 
 from sessions_cli.kinds import CostMode
 from sessions_cli.model import pricing
+from sessions_cli.notices import Notice
 from sessions_cli.read.keys import MODEL_CALL_NAME_SUFFIXES, MODEL_CALL_OPERATIONS
 from sessions_cli.read.schema import TOKEN_PARTS
 from sessions_cli.store.traces import TraceStore
@@ -54,7 +55,7 @@ class Model:
     spans: pl.DataFrame | None  # annotated spans (is_root, counted, ...); None when built by group
     sessions: pl.DataFrame  # one row per session, SESSION_FIELDS
     trace_store: TraceStore  # one row per trace, with its session_id (null: no session)
-    notices: tuple[str, ...] = ()  # conflicts in the data, and how the contract resolved them
+    notices: tuple[Notice, ...] = ()  # conflicts in the data the contract resolves
     # Annotated spans of some traces, when `spans` was not kept (read back from a SpanStore).
     load_spans: Callable[[list[str]], pl.DataFrame] | None = None
 
@@ -143,22 +144,9 @@ def _with_metadata(spans: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _notices(found: Counter) -> tuple[str, ...]:
-    texts = {
-        "own_parent": ("span names itself as parent: taken as a root",
-                       "spans name themselves as parent: taken as roots"),
-        "cycles": ("parent cycle (a -> b -> a): the earliest span of each is taken as a root",
-                   "parent cycles (a -> b -> a): the earliest span of each is taken as a root"),
-        "session_conflicts": ("trace carries more than one session id: it belongs to its root's "
-                              "session",
-                              "traces carry more than one session id: each belongs to its "
-                              "root's session"),
-    }  # fmt: skip
-    return tuple(
-        f"{found[kind]:,} {one if found[kind] == 1 else many}"
-        for kind, (one, many) in texts.items()
-        if found[kind]
-    )
+def _notices(found: Counter) -> tuple[Notice, ...]:
+    kinds = ("own_parent", "cycles", "session_conflicts")
+    return tuple(Notice(kind, found[kind]) for kind in kinds if found[kind])
 
 
 def annotate(

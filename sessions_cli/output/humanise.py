@@ -37,9 +37,14 @@ def _escaped(match: re.Match) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-def count(n: int, noun: str, plural: str | None = None) -> str:
+def count(n: int, noun: str, many: str | None = None) -> str:
     """`1 trace`, `2 traces`, `1,204 LLM calls`: every counted noun people read."""
-    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+    return f"{n:,} {plural(n, noun, many or noun + 's')}"
+
+
+def plural(n: int, one: str, many: str) -> str:
+    """The form for `n` of a word or sentence: the one place that knows 1 is singular."""
+    return one if n == 1 else many
 
 
 def money(usd: float | None, *, unpriced: int = 0) -> str:

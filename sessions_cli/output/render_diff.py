@@ -97,7 +97,8 @@ def headline(report: DiffReport) -> str:
     if verdict == "pass":
         near = report.warnings.height
         return "✅ every threshold held" + (
-            f" ({humanise.count(near, 'change')} near {'its' if near == 1 else 'their'} limit)"
+            f" ({humanise.count(near, 'change')} near "
+            f"{humanise.plural(near, 'its', 'their')} limit)"
             if near
             else ""
         )

@@ -205,8 +205,9 @@ def breach_lines(budgets: list[Budget], *, most: int = 50) -> list[str]:
             named = ", ".join(humanise.plain(s) for s in budget.unpriced_sessions[:5])
             more = f" and {count - 5:,} more" if count > 5 else ""
             lines.append(
-                f"budget: {what} cannot be checked: {count:,} session"
-                f"{' has' if count == 1 else 's have'} LLM calls without a price ({named}{more});"
+                f"budget: {what} cannot be checked: {humanise.count(count, 'session')} "
+                f"{humanise.plural(count, 'has', 'have')} LLM calls without a price "
+                f"({named}{more});"
                 " give prices with --prices FILE, or pass --allow-unpriced to check the known "
                 "costs only"
             )

@@ -18,7 +18,7 @@ from importlib import resources
 
 import polars as pl
 
-from sessions_cli.output import draw, humanise, render
+from sessions_cli.output import draw, humanise, messages, render
 from sessions_cli.query.report import TABLE_FIELDS, Detail, Report
 from sessions_cli.query.timeline import EVENT_FIELDS
 
@@ -58,7 +58,7 @@ def page(report: Report, *, zone: tzinfo | None, title: str, generator: str) -> 
         style=style,
         range=_range(report, zone),
         figures=figures(report),
-        notices=report.notices,
+        notices=messages.texts(report.notices),
         charts=charts(report, zone),
         models=_model_rows(report.by_model),
         table=script_json(table_data(report.sessions, zone, anchors)),

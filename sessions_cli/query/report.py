@@ -12,6 +12,7 @@ from datetime import tzinfo
 import polars as pl
 
 from sessions_cli.model.sessions import Model
+from sessions_cli.notices import Notice
 from sessions_cli.query import stats, timeline
 from sessions_cli.query.filters import SORT_KEYS, sort_rows
 
@@ -45,7 +46,7 @@ class Report:
     series: pl.DataFrame  # bucket (naive wall-clock datetime in the zone), sessions, tokens, cost
     by_model: pl.DataFrame  # stats.groups by model: LLM calls split per model
     details: list[Detail]
-    notices: tuple[str, ...]
+    notices: tuple[Notice, ...]
 
 
 def build(

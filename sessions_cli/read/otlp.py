@@ -300,42 +300,10 @@ def _decoded(lines: pl.Series, document: pl.Struct) -> pl.Series:
 _DECODE_BYTES = 1024 * 1024
 
 
-# What `spans_from_lines` counts, and how a warning names it: (one, many).
-PROBLEMS = {
-    "nested_text": (
-        "attribute value that is an array or key-value list where text was expected was ignored",
-        "attribute values that are arrays or key-value lists where text was expected were ignored",
-    ),
-    "bad_usage": (
-        "token count or cost that is not a non-negative number (tokens whole) was ignored",
-        "token counts or costs that are not non-negative numbers (tokens whole) were ignored",
-    ),
-    "bad_time": (
-        "span without valid start and end times (missing, 0, negative or past year 9999) has "
-        "no times",
-        "spans without valid start and end times (missing, 0, negative or past year 9999) have "
-        "no times",
-    ),
-    "other_lines": (
-        "line that is not a span (the app's own output, between console-exporter spans) was "
-        "skipped",
-        "lines that are not spans (the app's own output, between console-exporter spans) were "
-        "skipped",
-    ),
-    "trailing_garbage": (
-        "byte after the end of the gzip data was ignored (as zcat does)",
-        "bytes after the end of the gzip data were ignored (as zcat does)",
-    ),
-    "end_before_start": (
-        "span ends before it starts: its end is taken as its start",
-        "spans end before they start: their end is taken as their start",
-    ),
-}
-
-
-def describe(kind: str, n: int) -> str:
-    one, many = PROBLEMS[kind]
-    return f"{n:,} {one if n == 1 else many}"
+# What `spans_from_lines` counts (output/messages.py says each in words).
+PROBLEMS = (
+    "nested_text", "bad_usage", "bad_time", "other_lines", "trailing_garbage", "end_before_start",
+)  # fmt: skip
 
 
 def _count_problems(spans: pl.DataFrame, problems: Counter) -> None:

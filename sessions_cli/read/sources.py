@@ -25,6 +25,7 @@ from typing import Any, BinaryIO, Literal, Protocol
 import polars as pl
 
 from sessions_cli.errors import InputError, UsageError
+from sessions_cli.notices import Notice
 from sessions_cli.read import console, flat, otlp, protobuf
 from sessions_cli.read.schema import compact, empty_spans
 from sessions_cli.tuning import Tuning
@@ -32,7 +33,6 @@ from sessions_cli.tuning import Tuning
 _READ_BYTES = 4 * 1024 * 1024  # one read: bigger fresh buffers cost page faults
 _GZIP, _ZSTD, _PARQUET = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PAR1"
 _BOM = "\ufeff"
-_SHOWN_LINES = 5  # line numbers named in a warning, per file
 
 
 @dataclass(frozen=True)
@@ -69,78 +69,44 @@ class Report:
         if any(found.values()):
             self.problems.setdefault(label, Counter()).update(found)
 
-    def failures(self) -> list[str]:
-        malformed = []
-        for label, bad in self.malformed.items():
-            bad = sorted(bad)
-            first = ", ".join(str(line) for line, _ in bad[:_SHOWN_LINES])
-            more = ", ..." if len(bad) > _SHOWN_LINES else ""
-            noun = "line" if len(bad) == 1 else "lines"
-            malformed.append(
-                f"{label}: skipped {len(bad)} malformed {noun} "
-                f"(line {first}{more}; first: {bad[0][1]})"
-            )
-        out = _capped(malformed, "with malformed lines")
-        out += _capped([f"{label}: {what}" for label, what in self.truncated.items()], "cut short")
-        out += _capped([f"{what}; skipped" for what in self.unreadable], "that cannot be read")
-        out += _capped(
-            [f"{label}: not a trace file, skipped: {why}" for label, why in self.skipped_files],
-            "that are not trace files, skipped",
-        )
-        out += _capped(
-            [f"{label}: invalid UTF-8 replaced with U+FFFD" for label in self.invalid_utf8],
-            "with invalid UTF-8",
-        )
-        out += _capped(
-            [
-                f"{label}: lone UTF-16 surrogate escapes replaced with U+FFFD"
-                for label in self.surrogates
-            ],
-            "with lone UTF-16 surrogate escapes",
-        )
-        problems = [
-            f"{label}: {otlp.describe(kind, n)}"
-            for label, found in self.problems.items()
-            for kind, n in found.items()
-            if n and kind in _FAILURES
+    def failures(self) -> list[Notice]:
+        out = [
+            Notice("malformed_lines", len(bad), label, min(bad)[1], _first_lines(bad))
+            for label, bad in self.malformed.items()
         ]
-        out += _capped(problems, "with values ignored")
+        out += [
+            Notice("cut_short", label=label, detail=what) for label, what in self.truncated.items()
+        ]
+        out += [Notice("unreadable", detail=what) for what in self.unreadable]
+        out += [Notice("not_traces", label=label, detail=why) for label, why in self.skipped_files]
+        out += [Notice("invalid_utf8", label=label) for label in self.invalid_utf8]
+        out += [Notice("surrogates", label=label) for label in self.surrogates]
+        out += self._problems(failures=True)
         if self.spans_without_ids:
-            n = self.spans_without_ids
-            noun = "span" if n == 1 else "spans"
-            out.append(f"skipped {n:,} {noun} without a valid traceId/spanId")
+            out.append(Notice("spans_without_ids", self.spans_without_ids))
         return out
 
-    def notices(self) -> list[str]:
-        out = []
-        for label, found in self.problems.items():
-            out += [
-                f"{label}: {otlp.describe(kind, n)}"
-                for kind, n in found.items()
-                if n and kind not in _FAILURES
-            ]
+    def notices(self) -> list[Notice]:
+        out = self._problems(failures=False)
         if self.conflicting_duplicates:
-            n = self.conflicting_duplicates
-            what = "span was" if n == 1 else "spans were"
-            out.append(
-                f"{n:,} {what} read more than once with different content; the first read was "
-                "kept (files are read in path order)"
-            )
+            out.append(Notice("conflicting_duplicates", self.conflicting_duplicates))
         return out
 
-    def warnings(self) -> list[str]:
+    def warnings(self) -> list[Notice]:
         return self.failures() + self.notices()
 
+    def _problems(self, *, failures: bool) -> list[Notice]:
+        found = (
+            Notice(kind, n, label)
+            for label, counted in self.problems.items()
+            for kind, n in counted.items()
+            if n
+        )
+        return [notice for notice in found if notice.failure == failures]
 
-_FAILURES = ("nested_text", "bad_usage", "bad_time")  # the rest of otlp.PROBLEMS are notices
-_SHOWN_FILES = 5  # per kind of warning; 10,000 broken files must not mean 10,000 lines
 
-
-def _capped(lines: list[str], what: str) -> list[str]:
-    if len(lines) <= _SHOWN_FILES + 1:
-        return lines
-    rest = len(lines) - _SHOWN_FILES
-    return [*lines[:_SHOWN_FILES], f"... and {rest:,} more files {what}"]
+def _first_lines(bad: list[tuple[int, str]]) -> tuple[int, ...]:
+    return tuple(line for line, _ in sorted(bad)[:10])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -926,7 +892,7 @@ def _parse_bodies(bodies: list[bytes], chains, label: str) -> _Parsed:
 def _parse_pieces(pieces: list[_Piece], chains) -> _Parsed:
     """A batch of whole lines -> normalised spans, and the lines that were malformed."""
     labels = list(dict.fromkeys(p.label for p in pieces))
-    label = labels[0] if len(labels) == 1 else f"{labels[0]} (and {len(labels) - 1:,} more files)"
+    label = labels[0] if len(labels) == 1 else f"{labels[0]} (and {len(labels) - 1:,} more)"
     parsed = _Parsed(label, empty_spans())
     native = otlp.spans_from_bytes(_joined(pieces), chains, parsed.problems)
     if native is not None:

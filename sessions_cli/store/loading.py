@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from sessions_cli.errors import InputError
+from sessions_cli.errors import IncompleteInput
 from sessions_cli.read.sources import Report, Source, read_into
 from sessions_cli.store import converted
 from sessions_cli.store.spans import SpanStore
@@ -72,7 +72,7 @@ def read_store(
         store.finish()
         report.spans_without_ids = store.without_ids
         if strict and report.failures():
-            raise InputError("input not read in full (--strict): " + "; ".join(report.failures()))
+            raise IncompleteInput(report.failures())
     except BaseException:
         store.close()
         raise
