@@ -164,6 +164,7 @@ def filter_options(command):
 
 
 def output_options(command):
+    # Long, but a list of option declarations: data with nothing to split off.
     decorators = [
         click.option(
             "--format",
