@@ -403,6 +403,20 @@ std::string_view trimmed(std::string_view s) {
   return s;
 }
 
+// A string written without escapes, as a view of the input (most keys are); a null view when
+// the value is anything else, to be read by `scalar_text`. simdjson's first stage has already
+// checked the document's UTF-8 and that no control character is left unescaped.
+std::string_view plain_string(od::value value) {
+  std::string_view token = value.raw_json_token();
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t' ||
+                            token.back() == '\n' || token.back() == '\r'))
+    token.remove_suffix(1);
+  if (token.size() < 2 || token.front() != '"' || token.back() != '"') return {};
+  token = token.substr(1, token.size() - 2);
+  if (token.find('\\') != std::string_view::npos) return {};
+  return token;
+}
+
 // An attribute's value as (text, items, nested), as `otlp._attribute_rows` has it.
 struct Value {
   bool known = false;  // text is not null
@@ -509,10 +523,15 @@ Value any_value(od::value value, bool top) {
 }
 
 struct Wanted {
-  std::unordered_set<std::string> keys;
+  // Views of `owned`, so that a key read from the input is looked up without a copy.
+  std::vector<std::string> owned;
+  std::unordered_set<std::string_view> keys;
   std::vector<std::string> prefixes;
+  Wanted(std::vector<std::string> wanted, std::vector<std::string> prefixes)
+      : owned(std::move(wanted)), keys(owned.begin(), owned.end()),
+        prefixes(std::move(prefixes)) {}
   bool operator()(std::string_view key) const {
-    if (keys.count(std::string(key))) return true;
+    if (keys.count(key)) return true;
     for (auto &prefix : prefixes)
       if (key.substr(0, prefix.size()) == prefix) return true;
     return false;
@@ -532,7 +551,8 @@ std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool to
     od::value item = got(std::move(entry));
     if (got(item.type()) == od::json_type::null) continue;
     od::object object = got(item.get_object());
-    std::string key;
+    std::string_view key;
+    std::string unescaped;  // the key's text when it is not the bytes as written
     bool has_key = false, has_value = false;
     Value parsed;
     // The key may come after the value: read the value only once the key is known wanted.
@@ -543,9 +563,11 @@ std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool to
       if (name == "key") {
         if (has_key) throw Unsure{};
         has_key = true;
-        std::string text;
-        if (!scalar_text(field.value(), text)) throw Unsure{};
-        key = std::move(text);
+        key = plain_string(field.value());
+        if (key.data() == nullptr) {
+          if (!scalar_text(field.value(), unescaped)) throw Unsure{};
+          key = unescaped;
+        }
       } else if (name == "value") {
         if (has_value) throw Unsure{};
         has_value = true;
@@ -561,7 +583,7 @@ std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool to
     if (!has_key || !wanted(key)) continue;
     for (auto &seen : out)
       if (seen.key == key) throw Unsure{};
-    out.push_back({std::move(key), std::move(parsed)});
+    out.push_back({std::string(key), std::move(parsed)});
   }
   return out;
 }
@@ -641,7 +663,7 @@ void events(od::value value, bool &seen, Value &message, bool &has_message) {
       } else if (key == "attributes") {
         if (read) throw Unsure{};
         read = true;
-        Wanted only{{"exception.message"}, {}};
+        static const Wanted only{{"exception.message"}, {}};
         found = attributes(field.value(), only, false);
       } else {
         skip(field.value());
@@ -840,10 +862,9 @@ PyObject *extract(PyObject *, PyObject *args) {
   Py_buffer buffer;
   PyObject *keys, *prefixes;
   if (!PyArg_ParseTuple(args, "y*OO", &buffer, &keys, &prefixes)) return nullptr;
-  Wanted wanted;
+  std::unique_ptr<Wanted> wanted;
   try {
-    for (auto &k : strings(keys)) wanted.keys.insert(k);
-    wanted.prefixes = strings(prefixes);
+    wanted = std::make_unique<Wanted>(strings(keys), strings(prefixes));
   } catch (const std::runtime_error &) {
     PyBuffer_Release(&buffer);
     return nullptr;
@@ -853,19 +874,26 @@ PyObject *extract(PyObject *, PyObject *args) {
   Py_BEGIN_ALLOW_THREADS
   try {
     out = std::make_unique<Batch>();
-    // One copy with simdjson's padding after it; each line is parsed in place, the bytes
-    // after it (the next lines, then the padding) standing in for its own padding.
-    simdjson::padded_string json(static_cast<const char *>(buffer.buf), size_t(buffer.len));
+    // Each line is parsed in place: the bytes after it (the next lines) stand in for the
+    // padding simdjson reads past a document's end. Only the last lines, too close to the
+    // buffer's end for that, are copied once into a buffer with real padding.
+    simdjson::padded_string tail;
     od::parser parser;
-    const char *p = json.data(), *end = p + json.size();
+    const char *p = static_cast<const char *>(buffer.buf), *end = p + buffer.len;
     while (p < end) {
       const char *newline = static_cast<const char *>(std::memchr(p, '\n', size_t(end - p)));
       const char *stop = newline ? newline : end;
       if (!blank(p, stop)) {
         size_t length = size_t(stop - p);
-        size_t capacity = size_t(end - p) + simdjson::SIMDJSON_PADDING;
+        if (size_t(end - p) < length + simdjson::SIMDJSON_PADDING && tail.size() == 0) {
+          tail = simdjson::padded_string(p, size_t(end - p));
+          p = tail.data();
+          end = p + tail.size();
+          stop = p + length;
+        }
+        size_t capacity = size_t(end - p) + (tail.size() ? simdjson::SIMDJSON_PADDING : 0);
         od::document doc = got(parser.iterate(simdjson::padded_string_view(p, length, capacity)));
-        document(doc, *out, wanted);
+        document(doc, *out, *wanted);
         // Something after the document on its line: the polars path reads no such line.
         const char *after = nullptr;
         if (doc.current_location().get(after) == simdjson::SUCCESS) throw Unsure{};

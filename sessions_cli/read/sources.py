@@ -716,6 +716,8 @@ class _Prefixed(io.RawIOBase):
         return self.rest.read(size)
 
     def readinto(self, buffer) -> int:  # what a BufferedReader around it reads with
+        if not self.head and hasattr(self.rest, "readinto"):
+            return self.rest.readinto(buffer)  # straight into the caller's buffer: no copy
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
