@@ -154,19 +154,20 @@ def reading_alone(path: Path, parquet: Path, spans: int, size_mb: float, repeat:
 def list_vs_duckdb(
     path: Path, spans: int, repeat: int, duckdb: bool, shape: str = ""
 ) -> tuple[list, list]:
-    """`sessions list` and the DuckDB query, run alternately: rows of their medians and ratio,
-    and the `list` runs themselves."""
+    """`sessions list` and the DuckDB queries (the full contract, and the plain one), run
+    alternately: rows of their medians and ratios, and the `list` runs themselves."""
     rows = []
     size_mb = path.stat().st_size / 1e6
-    listed, duck, fallback = [], [], []
+    listed, duck, plain, fallback = [], [], [], []
     for _ in range(repeat):  # alternate, so all see the same machine state
         listed.append(measure([SESSIONS, "list", str(path), "--json"], stdout=None))
         if native_built():
             fallback.append(measure([SESSIONS, "list", str(path), "--json"], stdout=None,
                                     env={"SESSIONS_NATIVE": "0"}))  # fmt: skip
         if duckdb:
-            duck.append(measure([sys.executable, str(HERE / "duckdb_sessions.py"), str(path)],
-                                stdout=None))  # fmt: skip
+            query = [sys.executable, str(HERE / "duckdb_sessions.py"), str(path)]
+            duck.append(measure(query, stdout=None))
+            plain.append(measure([*query, "--plain"], stdout=None))
     sessions_json = json.loads(listed[0][2])
     wall, peak = median_of(listed)
     rows.append((spans, size_mb, f"sessions list{shape}", wall, peak))
@@ -186,6 +187,11 @@ def list_vs_duckdb(
                   else f"DUCKDB {wall / d_wall:.2f}x FASTER")  # fmt: skip
         rows.append((spans, size_mb, f"list vs duckdb{shape}: {faster}, "
                      f"results {'agree' if agree else 'DIFFER'}", None, None))  # fmt: skip
+        p_wall, p_peak = median_of(plain)
+        rows.append((spans, size_mb, f"duckdb plain query (no dedupe, no usage walk){shape}",
+                     p_wall, p_peak))  # fmt: skip
+        rows.append((spans, size_mb, f"list / plain duckdb{shape}: {wall / p_wall:.2f} "
+                     f"(target: at most 0.5)", None, None))  # fmt: skip
         rows.append(decoding_floor(path, spans, repeat, d_wall, shape))
     return rows, listed
 
