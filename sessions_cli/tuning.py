@@ -54,6 +54,9 @@ class Tuning:
     chunk_bytes: int = 16 * 1024 * 1024
     # A longer line is skipped while it streams past, never held in memory.
     max_line_bytes: int = 256 * 1024 * 1024
+    # A longer line is read only by the native reader: decoding it with polars takes about ten
+    # times its size in memory. None: no such limit.
+    polars_line_bytes: int | None = 64 * 1024 * 1024
     # Formats read whole (a JSON document, CSV, console output, a protobuf body, Parquet from a
     # stream): a larger input is refused with an error instead of exhausting memory (a gzip
     # bomb, /dev/zero). $SESSIONS_MAX_WHOLE_BYTES overrides it; None: no limit.
@@ -75,6 +78,8 @@ class Tuning:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.polars_line_bytes is not None and self.polars_line_bytes < 1:
+            raise ValueError("polars_line_bytes must be at least 1, or None for unlimited")
         if self.max_whole_bytes is not None and self.max_whole_bytes < 1:
             raise ValueError("max_whole_bytes must be at least 1, or None for unlimited")
         if self.memory_rows is not None and self.memory_rows < 1:

@@ -176,6 +176,31 @@ def test_a_line_longer_than_the_limit_is_skipped_and_memory_stays_bounded(tmp_pa
     assert report.malformed == {str(path): [(2, "longer than 0.0953674 MB: skipped")]}
 
 
+@pytest.mark.parametrize("native_on", ["0", "1"])
+def test_a_line_only_the_native_reader_may_read_is_skipped_when_it_cannot(
+    tmp_path, monkeypatch, native_on
+):
+    """Past `polars_line_bytes` the polars decoder would need about ten times the line in
+    memory, so such a line is skipped when the native reader is off or unsure of its batch (a
+    key spelled with an escape makes it unsure), and the lines around it keep their numbers."""
+    monkeypatch.setenv("SESSIONS_NATIVE", native_on)
+    path = tmp_path / "long.jsonl"
+    short = [lines(document(span(f"t{i}", "1", session__id=f"s{i}"))) for i in range(4)]
+    long = json.dumps(document(span("t9", "9", session__id="s9", gen_ai__prompt="x" * 5000)))
+    path.write_text(short[0] + short[1] + long.replace('"traceId"', '"tr\\u0061ceId"', 1) + "\n"
+                    + short[2] + long + "\n" + short[3])  # fmt: skip
+    tuning = Tuning(chunk_bytes=100_000, polars_line_bytes=4000)
+    spans, report = loading.read_spans([inputs.Source(str(path), path)], _chains(), tuning=tuning)
+    assert sorted(spans.get_column("session_id").to_list()) == ["s0", "s1", "s2", "s3"]
+    assert [line for line, _ in report.malformed[str(path)]] == [3, 5]
+    (_, reason), _ = report.malformed[str(path)]
+    assert reason.startswith("longer than 0.0038147 MB, which only the native reader reads")
+    wide = Tuning(chunk_bytes=100_000, polars_line_bytes=None)
+    spans, report = loading.read_spans([inputs.Source(str(path), path)], _chains(), tuning=wide)
+    assert spans.height == 5  # t9 twice: one span, the first read kept
+    assert not report.malformed
+
+
 @pytest.mark.parametrize("compress", [False, True])
 def test_a_format_read_whole_is_refused_past_its_limit_not_read_into_memory(tmp_path, compress):
     """A pretty-printed document (read whole) over the limit is an error naming the file; the

@@ -26,7 +26,7 @@ import polars as pl
 
 from sessions_cli.errors import InputError, UsageError
 from sessions_cli.notices import Notice
-from sessions_cli.read import console, flat, otlp, protobuf
+from sessions_cli.read import console, flat, native, otlp, protobuf
 from sessions_cli.read.schema import compact, empty_spans
 from sessions_cli.tuning import Tuning
 
@@ -240,6 +240,7 @@ class _Reader:
         self.read_bytes = min(tuning.chunk_bytes, _READ_BYTES)
         self.store = store
         self.max_line_bytes = tuning.max_line_bytes
+        self.polars_line_bytes = tuning.polars_line_bytes
         self.max_whole_bytes = tuning.max_whole_bytes
         self.progress = progress
         self.bytes_read = 0
@@ -342,9 +343,10 @@ class _Reader:
         batch, size = self.batch, self.batch_bytes
         self.batch, self.batch_bytes = [], 0
         if self.pool is None:
-            self.queue.append((_parse_pieces(batch, self.chains), size))
+            self.queue.append((_parse_pieces(batch, self.chains, self.polars_line_bytes), size))
         else:
-            self.queue.append((self.pool.submit(_parse_pieces, batch, self.chains), size))
+            job = self.pool.submit(_parse_pieces, batch, self.chains, self.polars_line_bytes)
+            self.queue.append((job, size))
         self._drain(keep=self.workers)
 
     def _drain(self, keep: int) -> None:
@@ -891,15 +893,21 @@ def _parse_bodies(bodies: list[bytes], chains, label: str) -> _Parsed:
     return parsed
 
 
-def _parse_pieces(pieces: list[_Piece], chains) -> _Parsed:
-    """A batch of whole lines -> normalised spans, and the lines that were malformed."""
+def _parse_pieces(pieces: list[_Piece], chains, polars_line_bytes: int | None = None) -> _Parsed:
+    """A batch of whole lines -> normalised spans, and the lines that were malformed. A line
+    longer than `polars_line_bytes` that the native reader does not read is skipped as
+    malformed: decoding it with polars would take about ten times its size in memory."""
     labels = list(dict.fromkeys(p.label for p in pieces))
     label = labels[0] if len(labels) == 1 else f"{labels[0]} (and {len(labels) - 1:,} more)"
     parsed = _Parsed(label, empty_spans())
-    native = otlp.spans_from_bytes(_joined(pieces), chains, parsed.problems)
-    if native is not None:
-        parsed.spans = compact(native)
+    read_natively = otlp.spans_from_bytes(_joined(pieces), chains, parsed.problems)
+    if read_natively is not None:
+        parsed.spans = compact(read_natively)
         return parsed
+    if polars_line_bytes is not None and any(len(p.data) > polars_line_bytes for p in pieces):
+        pieces = _without_long_lines(pieces, polars_line_bytes, parsed)
+        if not pieces:
+            return parsed
     lines, texts = _lines(pieces), None
     if lines is None:  # not UTF-8 (or a raw U+001F): split in Python, bad bytes replaced
         texts = _texts(pieces, parsed)
@@ -938,6 +946,30 @@ def _parse_pieces(pieces: list[_Piece], chains) -> _Parsed:
         spans = otlp.spans_from_lines(lines, chains, parsed.problems, trust_nul=True)
         parsed.spans = compact(spans)
     return parsed
+
+
+def _without_long_lines(pieces: list[_Piece], limit: int, parsed: _Parsed) -> list[_Piece]:
+    """The pieces with their lines longer than `limit` cut out (and reported), the lines
+    around them kept with their own numbers."""
+    why = f"longer than {limit / 2**20:g} MB, which only the native reader reads" + (
+        " (it was unsure of this batch): skipped" if native.active() else ", not active here: skipped"
+    )
+    out = []
+    for piece in pieces:
+        data, line_no, start, at = piece.data, piece.first_line_no, 0, 0
+        while at < len(data):
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end
+            if end - at > limit:
+                if at > start:
+                    out.append(_Piece(piece.label, line_no, data[start:at]))
+                line_no += data.count(b"\n", start, at)
+                parsed.bad_lines.append((piece.label, line_no, why))
+                line_no, start = line_no + 1, end + 1
+            at = end + 1
+        if start < len(data):
+            out.append(_Piece(piece.label, line_no, data[start:] if start else data))
+    return out
 
 
 def _joined(pieces: list[_Piece]) -> bytes:
