@@ -451,3 +451,26 @@ def test_timeline_of_a_session_without_times_is_a_clear_error_not_an_internal_on
     (row,) = run_json("timeline", "untimed", str(path))
     assert row["start"] is None
     assert row["name"] == "root"
+
+
+def test_a_deep_chain_is_drawn_with_a_bounded_indent_and_its_depth_as_a_number(tmp_path):
+    """Two columns a level, then the depth written out: a chain of 100,000 spans once made
+    rows 200,000 columns wide (10 GB of text). Depths here are worked out from the chain."""
+    depth = 40
+    chain = [
+        span("deep", f"{i:016x}", parent=f"{i - 1:016x}" if i > 1 else None, name=f"n{i}",
+             start_ms=i, end_ms=2 * depth - i, **({"session__id": "s-deep"} if i == 1 else {}))
+        for i in range(1, depth + 1)
+    ]  # fmt: skip
+    path = tmp_path / "deep.jsonl"
+    path.write_text(lines(document(*chain)))
+    result = run("timeline", "s-deep", str(path), "--spans", env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    named = {line.split()[2] if "[" not in line else line.split()[3]: line
+             for line in result.stdout.splitlines() if " n" in line}  # fmt: skip
+    assert len(named) == depth
+    assert "  n3 " in named["n3"]  # depth 2: indented
+    assert "[" not in named["n3"]  # with no number
+    assert "[39] n40" in named["n40"]  # the leaf, 39 levels down
+    indent = [named[f"n{i}"].index(f"n{i}") for i in range(1, depth + 1)]
+    assert max(indent) - min(indent) < 2 * 12 + len("[39] ")

@@ -144,7 +144,7 @@ def _text_cells(row: dict, glyphs: Glyphs) -> list[str]:
     if row["kind"] == "idle":
         when, took = humanise.offset(row["offset_ms"]), humanise.duration(row["duration_ms"])
         return [when, took, "(idle)", "", "", "", ""]
-    indent = "" if row["kind"] == "trace" else "  " * (row["depth"] + 1)
+    indent = "" if row["kind"] == "trace" else _indent(row["depth"])
     failed = row["status"] == "error"
     name = humanise.plain(row["name"] or "")
     tokens_in, tokens_out, cost = row["input_tokens"], row["output_tokens"], row["cost_usd"]
@@ -162,6 +162,17 @@ def _text_cells(row: dict, glyphs: Glyphs) -> list[str]:
         tokens,
         shown,
     ]
+
+
+def _indent(depth: int) -> str:
+    """Two columns a level; past `_DEEPEST_INDENT` levels the depth is written as a number:
+    a chain of 100,000 spans must not make rows 200,000 columns wide (nor 10 GB of text)."""
+    if depth < _DEEPEST_INDENT:
+        return "  " * (depth + 1)
+    return "  " * _DEEPEST_INDENT + f"[{depth}] "
+
+
+_DEEPEST_INDENT = 8
 
 
 def _widths(headers: list[str], cells: list[list[str]]) -> list[int]:
