@@ -208,6 +208,33 @@ def decoding_floor(path: Path, spans: int, repeat: int, duckdb_wall: float, shap
     return (spans, path.stat().st_size / 1e6, text, None, None)
 
 
+def hostile_rows(data: Path, repeat: int) -> list[tuple]:
+    """Time and peak memory on the shapes of issue 19 (benchmarks/hostile.py): each must stay
+    within seconds and under 1 GiB, with the native reader and without it."""
+    import hostile
+
+    rows = []
+    shapes = [
+        ("one 195 MB line", hostile.long_line(data), 135_000, ["list"]),
+        ("1M spans in one trace", hostile.one_trace(data), 1_000_000, ["list"]),
+        ("1M spans in one trace", hostile.one_trace(data), 1_000_000,
+         ["timeline", "one-big", "--spans", "--json"]),
+        ("a 100,000-deep parent chain", hostile.chain(data), 100_000, ["list"]),
+        ("a 100,000-deep parent chain", hostile.chain(data), 100_000,
+         ["timeline", "deep", "--spans"]),
+    ]  # fmt: skip
+    readers = [("", {})] + ([(", SESSIONS_NATIVE=0", {"SESSIONS_NATIVE": "0"})]
+                            if native_built() else [])  # fmt: skip
+    for what, path, spans, args in shapes:
+        size_mb = path.stat().st_size / 1e6
+        for label, env in readers:
+            measured = [measure([SESSIONS, args[0], *args[1:], str(path)], env=env)
+                        for _ in range(repeat)]  # fmt: skip
+            wall, peak = median_of(measured)
+            rows.append((spans, size_mb, f"{what}: sessions {' '.join(args)}{label}", wall, peak))
+    return rows
+
+
 def native_built() -> bool:
     """Whether `sessions` reads JSON natively here (its --version says)."""
     done = subprocess.run([SESSIONS, "--version"], capture_output=True, text=True, check=True)
@@ -242,14 +269,20 @@ def main() -> None:
         "--no-write", dest="write", action="store_false",
         help="print the report only; by default it is also recorded in benchmarks/RESULTS.md",
     )  # fmt: skip
+    parser.add_argument(
+        "--hostile", action="store_true",
+        help="also the shapes that once broke the time or memory bound (benchmarks/hostile.py)",
+    )  # fmt: skip
     args = parser.parse_args()
     rows = startup(args.data, args.repeat)
-    for spans in (int(s) for s in args.sizes.split(",")):
+    for spans in (int(s) for s in args.sizes.split(",") if s):
         rows += bench_size(spans, args.data, args.repeat, duckdb=not args.no_duckdb)
         if args.small_batches:
             path = generated(spans, args.data, args.small_batches)
             shape = f" ({args.small_batches}-span lines)"
             rows += list_vs_duckdb(path, spans, args.repeat, not args.no_duckdb, shape)[0]
+    if args.hostile:
+        rows += hostile_rows(args.data, args.repeat)
     report = "\n".join([stamp(args), "", *table(rows)]) + "\n"
     print(report, end="")
     if args.write:
@@ -295,7 +328,8 @@ def stamp(args: argparse.Namespace) -> str:
         f"## {when}, commit {commit}\n\n"
         f"{os.cpu_count()} cores ({cpu_model()}), Python {sys.version.split()[0]}, {versions}; "
         f"`benchmarks/run.py --sizes {args.sizes} --repeat {args.repeat}"
-        f"{' --no-duckdb' if args.no_duckdb else ''} --small-batches {args.small_batches}`"
+        f"{' --no-duckdb' if args.no_duckdb else ''} --small-batches {args.small_batches}"
+        f"{' --hostile' if args.hostile else ''}`"
     )
 
 
