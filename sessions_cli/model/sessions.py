@@ -164,11 +164,7 @@ def annotate(
         .alias("parent_span_id")
     )
     # Each span's parent as a row number (one join); the tree is then walked by indexing.
-    keys = spans.select("trace_id", "span_id", "parent_span_id")
-    rows = keys.select("trace_id", pl.col("span_id").alias("parent_span_id")).with_row_index("p")
-    parent = keys.join(rows, on=["trace_id", "parent_span_id"], how="left", maintain_order="left")
-    parent_row = parent.get_column("p")
-    parent_row, cycles = _break_cycles(spans, parent_row)
+    parent_row, cycles = _break_cycles(spans, parent_rows(spans))
     if cycles:
         notices["cycles"] += cycles
 
@@ -206,6 +202,33 @@ def annotate(
         cost.scatter(call_rows, calls.get_column("call_cost_usd")),
         source.scatter(call_rows, calls.get_column("call_cost_source")),
     )
+
+
+def parent_rows(spans: pl.DataFrame) -> pl.Series:
+    """Each span's parent as a row number; null for a root.
+
+    Joined on a 64-bit hash of (trace id, span id), not on the two strings, whose hash table
+    was most of the model's memory on a trace of 1M spans. Each match is then checked against
+    the ids themselves, and on any doubt (a collision: a wrong match, or a key matched twice)
+    the strings are joined instead, so the answer is exact either way.
+    """
+    ids = spans.select("trace_id", "span_id", "parent_span_id")
+    own = pl.struct("trace_id", "span_id").hash()
+    of_parent = pl.struct("trace_id", pl.col("parent_span_id").alias("span_id")).hash()
+    child = ids.select(pl.when(pl.col("parent_span_id").is_not_null()).then(of_parent).alias("k"))
+    parents = ids.select(own.alias("k")).with_row_index("p")
+    joined = child.join(parents, on="k", how="left", maintain_order="left")
+    if joined.height == ids.height:
+        found = joined.get_column("p")
+        checked = ids.select(
+            (pl.col("trace_id").gather(found) == pl.col("trace_id"))
+            & (pl.col("span_id").gather(found) == pl.col("parent_span_id"))
+        ).to_series()
+        if checked.fill_null(True).all():
+            return found
+    rows = ids.select("trace_id", pl.col("span_id").alias("parent_span_id")).with_row_index("p")
+    exact = ids.join(rows, on=["trace_id", "parent_span_id"], how="left", maintain_order="left")
+    return exact.get_column("p")
 
 
 def _break_cycles(spans: pl.DataFrame, parent_row: pl.Series) -> tuple[pl.Series, int]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from sessions_cli.model.sessions import UNPRICED_CALL, Model
+from sessions_cli.model.sessions import UNPRICED_CALL, Model, parent_rows
 
 EVENT_FIELDS = [
     "kind", "trace_id", "span_id", "parent_span_id", "depth", "name", "start", "end",
@@ -99,12 +99,8 @@ def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
         .sort("trace_order", "start_time_unix_nano", "span_id", nulls_last=True)
         .with_row_index("row")
     )
-    order, depths = tree_order(
-        spans.get_column("trace_id").to_list(),
-        spans.get_column("span_id").to_list(),
-        spans.get_column("parent_span_id").to_list(),
-        spans.get_column("is_root").to_list(),
-    )
+    # Rows, not ids, go to the Python walk: a million id strings took hundreds of MB.
+    order, depths = tree_order(parent_rows(spans).to_list(), spans.get_column("is_root").to_list())
     position = pl.DataFrame(
         {"row": order, "span_order": range(len(order)), "depth": depths},
         schema={"row": pl.UInt32, "span_order": pl.Int64, "depth": pl.Int64},
@@ -135,19 +131,18 @@ def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def tree_order(
-    trace_ids: list[str], span_ids: list[str], parents: list[str | None], is_root: list[bool]
-) -> tuple[list[int], list[int]]:
-    """Depth-first order of spans already sorted by (trace, start): (row indexes, depths).
+def tree_order(parents: list[int | None], is_root: list[bool]) -> tuple[list[int], list[int]]:
+    """Depth-first order of spans already sorted by (trace, start), from each one's parent
+    row: (row indexes, depths).
 
     Children follow their parent in start order; roots (no parent in the data) are at depth 0.
     Spans on a parent cycle have no root above them: the earliest of each such group is walked
     as if it were a root, so every span appears exactly once. Tops are walked in start order.
     """
-    children: dict[tuple[str, str | None], list[int]] = defaultdict(list)
-    for row, (trace, parent, root) in enumerate(zip(trace_ids, parents, is_root, strict=True)):
-        if not root:
-            children[(trace, parent)].append(row)
+    children: dict[int, list[int]] = defaultdict(list)
+    for row, (parent, root) in enumerate(zip(parents, is_root, strict=True)):
+        if not root and parent is not None:
+            children[parent].append(row)
 
     def walk(top: int, seen: list[bool], visit) -> None:
         stack = [(top, 0)]
@@ -157,15 +152,15 @@ def tree_order(
                 continue
             seen[row] = True
             visit(row, depth)
-            below = children.get((trace_ids[row], span_ids[row]), ())
+            below = children.get(row, ())
             stack.extend((child, depth + 1) for child in reversed(below))
 
     # First find the tops: the roots, then the earliest unreached span of each cycle.
-    reached = [False] * len(span_ids)
+    reached = [False] * len(parents)
     tops = [row for row, root in enumerate(is_root) if root]
     for row in tops:
         walk(row, reached, lambda r, d: None)
-    for row in range(len(span_ids)):
+    for row in range(len(parents)):
         if not reached[row]:
             tops.append(row)
             walk(row, reached, lambda r, d: None)
@@ -177,7 +172,7 @@ def tree_order(
         order.append(row)
         depths.append(depth)
 
-    seen = [False] * len(span_ids)
+    seen = [False] * len(parents)
     for row in sorted(tops):
         walk(row, seen, visit)
     return order, depths

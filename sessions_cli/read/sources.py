@@ -952,7 +952,9 @@ def _without_long_lines(pieces: list[_Piece], limit: int, parsed: _Parsed) -> li
     """The pieces with their lines longer than `limit` cut out (and reported), the lines
     around them kept with their own numbers."""
     why = f"longer than {limit / 2**20:g} MB, which only the native reader reads" + (
-        " (it was unsure of this batch): skipped" if native.active() else ", not active here: skipped"
+        " (it was unsure of this batch): skipped"
+        if native.active()
+        else ", not active here: skipped"
     )
     out = []
     for piece in pieces:
