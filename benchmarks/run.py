@@ -323,11 +323,12 @@ def stamp(args: argparse.Namespace) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     versions = ", ".join(package(n) for n in ("sessions-cli", "polars", "duckdb", "genai-prices"))
     reader = subprocess.run([SESSIONS, "--version"], capture_output=True, text=True).stdout
-    versions += "; " + reader.strip().rsplit("; ", 1)[-1].rstrip(")")
+    versions += "; " + reader.strip().rsplit("; ", 1)[-1].removesuffix(")")  # the outer one
+    sizes = args.sizes or "''"
     return (
         f"## {when}, commit {commit}\n\n"
         f"{os.cpu_count()} cores ({cpu_model()}), Python {sys.version.split()[0]}, {versions}; "
-        f"`benchmarks/run.py --sizes {args.sizes} --repeat {args.repeat}"
+        f"`benchmarks/run.py --sizes {sizes} --repeat {args.repeat}"
         f"{' --no-duckdb' if args.no_duckdb else ''} --small-batches {args.small_batches}"
         f"{' --hostile' if args.hostile else ''}`"
     )
