@@ -30,7 +30,7 @@ class IncompleteInput(InputError):
     words them (output/messages.py)."""
 
     def __init__(self, failures: list[Notice]) -> None:
-        super().__init__("input not read in full (--strict)")
+        super().__init__("input not read in full")
         self.failures = failures
 
 

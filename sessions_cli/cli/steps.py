@@ -141,7 +141,7 @@ def warn_read(store, report, notices=()) -> None:
 
 def error_text(error: SessionsError) -> str:
     if isinstance(error, IncompleteInput):
-        return f"{error}: " + "; ".join(messages.texts(error.failures))
+        return f"{error} (--strict): " + "; ".join(messages.texts(error.failures))
     return str(error)
 
 
