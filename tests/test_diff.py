@@ -611,3 +611,18 @@ def test_swapping_the_sides_negates_every_change(costlier):
     backward = metrics_of(diff_json(str(costlier), str(REAL))["groups"][0])
     for metric, row in forward.items():
         assert backward[metric]["change"] == pytest.approx(-row["change"], abs=1e-12), metric
+
+
+def test_the_base_side_is_let_go_before_the_new_side_is_read(monkeypatch):
+    """Each side's store (its spill files, its spans) is closed once its metrics are made, so a
+    diff of two big exports holds one at a time."""
+    from sessions_cli.cli import steps
+    from sessions_cli.store.spans import SpanStore
+
+    events = []
+    load, close = steps.load, SpanStore.close
+    monkeypatch.setattr(steps, "load", lambda *a, **k: (events.append("load"), load(*a, **k))[1])
+    monkeypatch.setattr(SpanStore, "close", lambda self: (events.append("close"), close(self))[0])
+    result = run("diff", str(GENERATED), str(GENERATED), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert events[:3] == ["load", "close", "load"]

@@ -90,11 +90,12 @@ def diff_command(base, new, strict, session_keys, price_file, cost_mode, by, thr
     filters = options.filters_from(given, zone)
     sides, shown = [], []
     for path in (base, new):
-        sessions, traces = _side(path, filters, by, strict=strict, session_keys=session_keys,
-                                 price_file=price_file, cost_mode=cost_mode,
-                                 need_spans=bool(thresholds) and not allow_empty)  # fmt: skip
-        sides.append(diff.metrics(diff.units(sessions, traces, by), by))
-        shown.append(sessions)
+        with steps.released():
+            sessions, traces = _side(path, filters, by, strict=strict, session_keys=session_keys,
+                                     price_file=price_file, cost_mode=cost_mode,
+                                     need_spans=bool(thresholds) and not allow_empty)  # fmt: skip
+            sides.append(diff.metrics(diff.units(sessions, traces, by), by))
+            shown.append(sessions)
     steps.note_unpriced(pl.concat(shown, how="diagonal_relaxed"))
     report = diff.compare(*sides, by=by, thresholds=tuple(thresholds), min_sessions=min_sessions,
                           allow_unpriced=allow_unpriced, warn_at=warn_at)  # fmt: skip

@@ -97,8 +97,27 @@ def store_of(paths, *, strict, session_keys):
         )
     # The part of reading spent writing spill files: the same for any input format.
     TIMINGS["of which spilling"] = store.spill_seconds
-    click.get_current_context().call_on_close(store.close)
+    ctx = click.get_current_context()
+    scope = ctx.meta.get(_SCOPE)
+    (scope.callback if scope is not None else ctx.call_on_close)(store.close)
     return store, report
+
+
+_SCOPE = "sessions.store_scope"
+
+
+@contextlib.contextmanager
+def released():
+    """Stores read inside are closed (their spill removed, their spans let go) at its end, not
+    the command's: diff reads two exports, and the first one's need not wait for the second."""
+    ctx = click.get_current_context()
+    outer = ctx.meta.get(_SCOPE)
+    with contextlib.ExitStack() as stack:
+        ctx.meta[_SCOPE] = stack
+        try:
+            yield
+        finally:
+            ctx.meta[_SCOPE] = outer
 
 
 def note_unpriced(rows) -> None:

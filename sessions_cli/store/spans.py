@@ -74,6 +74,7 @@ class SpanStore:
         self.spill_seconds += time.perf_counter() - started
 
     def close(self) -> None:
+        self.frames = []  # spans held in memory go too: the store is done with
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
 
