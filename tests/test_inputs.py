@@ -84,6 +84,50 @@ def test_an_array_value_behind_an_escaped_key_is_still_read(tmp_path):
     assert (row["session_id"], row["tags"]) == ("s-esc", ["x"])
 
 
+def _tagged(value_first: bool = False) -> dict:
+    one = span("c" * 32, "d" * 16, name="root", session__id="s-arr")
+    tags = {
+        "key": "langfuse.trace.tags",
+        "value": {"arrayValue": {"values": [{"stringValue": "t"}]}},
+    }
+    plan = {"key": "ai.telemetry.metadata.plan", "value": {"stringValue": "pro"}}
+    one["attributes"] += [dict(reversed(tags.items())) if value_first else tags, plan]
+    return one
+
+
+def _with_unread_array(one: dict) -> dict:
+    reasons = {"arrayValue": {"values": [{"stringValue": "stop"}]}}
+    one["attributes"].append({"key": "gen_ai.response.finish_reasons", "value": reasons})
+    return one
+
+
+@pytest.mark.parametrize(
+    ("make", "guess"),
+    [
+        (
+            lambda: _with_unread_array(span("c" * 32, "d" * 16, name="root", session__id="s-arr")),
+            False,
+        ),
+        (lambda: _tagged(), True),
+        (lambda: _with_unread_array(_tagged()), True),
+        (lambda: _tagged(value_first=True), False),  # the guess misses; the decode must not
+    ],
+)
+def test_arrays_decide_the_decode_only_under_wanted_keys(make, guess):
+    """An array under a key nobody reads (finish reasons, in most real exports) keeps the
+    cheaper scalar decode; one under a wanted key (Langfuse's tags) goes straight to the full
+    one. Either way, and when the guess is wrong, the spans are the same."""
+    from sessions_cli.read import otlp
+
+    text = pl.Series([json.dumps(document(make()))])
+    assert otlp._wanted_nested(text, attributes.CHAINS) is guess
+    [row] = otlp.spans_from_lines(text, attributes.CHAINS).to_dicts()
+    assert row["session_id"] == "s-arr"
+    has_tags = "langfuse.trace.tags" in text.item()
+    assert row["tags"] == (["t"] if has_tags else None)
+    assert row["metadata"] == ([{"key": "plan", "value": "pro"}] if has_tags else None)
+
+
 def test_malformed_lines_are_skipped_reported_once_and_the_rest_counted():
     result = run("list", str(EDGE / "malformed_lines.otlp.jsonl"), "--json")
     assert result.exit_code == 0
