@@ -1,12 +1,12 @@
 """One session in time order: its traces and, on request, their span trees (contract §4 events).
 
-Frames in, frames out. The tree walk is plain Python over one session's spans: sessions have
-tens of thousands of spans at most, and a depth-first order is awkward to express in columns.
+Frames in, frames out. The tree walk is a Python loop over one session's spans: a depth-first
+order is awkward to express in columns, and it is one session's, not the whole export's.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from array import array
 from dataclasses import dataclass
 
 import polars as pl
@@ -74,10 +74,11 @@ def events(
         pl.lit(-1, pl.Int64).alias("span_order"),
     )
     if spans:
-        ordered = _span_events(model, traces)
+        in_walk = _span_events(model, traces)
         if depth is not None:
-            ordered = ordered.filter(pl.col("depth") <= depth)
-        trace_events = pl.concat([trace_events, ordered], how="vertical_relaxed")
+            in_walk = in_walk.filter(pl.col("depth") <= depth)
+        trace_events = pl.concat([trace_events, in_walk], how="vertical_relaxed")
+    # The one copy of the spans: a trace of 1M spans is held whole, so each copy is felt.
     rows = trace_events.sort("trace_order", "span_order")
     return rows.with_columns(
         pl.from_epoch("start_ns", time_unit="ns").dt.replace_time_zone("UTC").alias("start"),
@@ -90,28 +91,16 @@ def events(
 
 
 def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
-    spans = (
-        model.spans_of(traces.get_column("trace_id").to_list())
-        .join(
-            traces.select("trace_id", pl.int_range(pl.len()).alias("trace_order")),
-            on="trace_id",
-        )
-        .sort("trace_order", "start_time_unix_nano", "span_id", nulls_last=True)
-        .with_row_index("row")
-    )
-    # Rows, not ids, go to the Python walk: a million id strings took hundreds of MB.
-    order, depths = tree_order(parent_rows(spans).to_list(), spans.get_column("is_root").to_list())
-    position = pl.DataFrame(
-        {"row": order, "span_order": range(len(order)), "depth": depths},
-        schema={"row": pl.UInt32, "span_order": pl.Int64, "depth": pl.Int64},
-    )
+    """The traces' span events in the order they were read, each with its `depth` and its
+    `span_order` (its place in its trace's walk). The walk is found in row numbers, not by
+    sorting or joining the spans themselves, so they are copied once, by the caller's sort."""
     own_usage = pl.col("counted")  # only a counted span's usage is its own LLM call's
-    return spans.join(position, on="row").select(
+    trace_ids = traces.get_column("trace_id")
+    spans = model.spans_of(trace_ids.to_list()).select(
         pl.lit("span").alias("kind"),
         "trace_id",
         "span_id",
         "parent_span_id",
-        "depth",
         pl.col("name").cast(pl.String),
         pl.col("start_time_unix_nano").alias("start_ns"),
         pl.col("end_time_unix_nano").alias("end_ns"),
@@ -126,53 +115,113 @@ def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
         pl.col("call_cost_usd").alias("cost_usd"),
         # 1 for an LLM call with tokens but no price, so that a drawing shows it as unknown
         UNPRICED_CALL.cast(pl.UInt32).alias("unpriced_call_count"),
-        "trace_order",
-        "span_order",
+        # a lookup, not a join: a join would copy every column of every span
+        pl.col("trace_id")
+        .replace_strict(trace_ids, pl.int_range(len(trace_ids), eager=True))
+        .alias("trace_order"),
+        "is_root",
+    )
+    # The walk wants rows in (trace, start) order: it gets their numbers in that order, and
+    # each span's parent as a number in that order too.
+    by_start = spans.select(
+        pl.arg_sort_by("trace_order", "start_ns", "span_id", nulls_last=True).alias("row")
+    ).to_series()
+    rank = pl.repeat(0, spans.height, dtype=pl.UInt32, eager=True).scatter(
+        by_start, pl.int_range(spans.height, dtype=pl.UInt32, eager=True)
+    )
+    parent = parent_rows(spans).gather(by_start)
+    walk = tree_order(
+        rank.gather(parent), spans.get_column("is_root").gather(by_start)
+    )  # rows here are places in by_start
+    read_row = by_start.gather(walk.get_column("row"))
+    span_order = pl.repeat(0, spans.height, dtype=pl.Int64, eager=True)
+    depth = pl.repeat(0, spans.height, dtype=pl.Int64, eager=True)
+    return (
+        spans.drop("is_root")
+        .with_columns(
+            span_order.scatter(read_row, walk.get_column("span_order")).alias("span_order"),
+            depth.scatter(read_row, walk.get_column("depth")).alias("depth"),
+        )
+        .select(*_SPAN_EVENT_COLUMNS)
     )
 
 
-def tree_order(parents: list[int | None], is_root: list[bool]) -> tuple[list[int], list[int]]:
+_SPAN_EVENT_COLUMNS = (
+    "kind", "trace_id", "span_id", "parent_span_id", "depth", "name", "start_ns", "end_ns",
+    "status", "model", "models", "input_tokens", "output_tokens", "cost_usd",
+    "unpriced_call_count", "trace_order", "span_order",
+)  # fmt: skip
+
+
+def tree_order(parents: pl.Series, is_root: pl.Series) -> pl.DataFrame:
     """Depth-first order of spans already sorted by (trace, start), from each one's parent
-    row: (row indexes, depths).
+    row: a frame of `row`, `span_order` (its place in the walk) and `depth`.
 
     Children follow their parent in start order; roots (no parent in the data) are at depth 0.
     Spans on a parent cycle have no root above them: the earliest of each such group is walked
     as if it were a root, so every span appears exactly once. Tops are walked in start order.
+
+    The walk is a Python loop per span, over compact arrays rather than lists and dicts of
+    Python ints (those took hundreds of MB on a trace of 1M spans): each span's children are
+    one slice of `kids`, found in columns.
     """
-    children: dict[int, list[int]] = defaultdict(list)
-    for row, (parent, root) in enumerate(zip(parents, is_root, strict=True)):
-        if not root and parent is not None:
-            children[parent].append(row)
+    n = len(parents)
+    edges = (
+        pl.DataFrame({"parent": parents.cast(pl.UInt32), "is_root": is_root})
+        .with_row_index("row")
+        .filter(pl.col("parent").is_not_null() & ~pl.col("is_root"))
+        .sort("parent", "row")  # rows are in start order: so are each parent's children
+    )
+    kids = array("I", edges.get_column("row").to_list())
+    below = edges.group_by("parent").len()
+    # first[row]..first[row + 1]: where that row's children are in `kids`
+    first = array(
+        "I",
+        pl.DataFrame({"parent": pl.int_range(n, dtype=pl.UInt32, eager=True)})
+        .join(below, on="parent", how="left", maintain_order="left")
+        .select(pl.concat([pl.lit(0, pl.UInt32), pl.col("len").fill_null(0).cum_sum()]))
+        .to_series()
+        .to_list(),
+    )
+    del edges, below
 
-    def walk(top: int, seen: list[bool], visit) -> None:
-        stack = [(top, 0)]
-        while stack:
-            row, depth = stack.pop()
-            if seen[row]:
-                continue
-            seen[row] = True
-            visit(row, depth)
-            below = children.get(row, ())
-            stack.extend((child, depth + 1) for child in reversed(below))
+    def walk(tops) -> tuple[array, array]:
+        seen = bytearray(n)
+        order, depths = array("I"), array("I")
+        stack, at_depth = array("I"), array("I")
+        for top in tops:
+            stack.append(top)
+            at_depth.append(0)
+            while stack:
+                row, depth = stack.pop(), at_depth.pop()
+                if seen[row]:
+                    continue
+                seen[row] = 1
+                order.append(row)
+                depths.append(depth)
+                lo, hi = first[row], first[row + 1]
+                if hi > lo:  # children go on the stack last-first, to come off first-first
+                    children = kids[lo:hi]
+                    children.reverse()
+                    stack.extend(children)
+                    at_depth.extend(array("I", [depth + 1]) * (hi - lo))
+        return order, depths
 
-    # First find the tops: the roots, then the earliest unreached span of each cycle.
-    reached = [False] * len(parents)
-    tops = [row for row, root in enumerate(is_root) if root]
-    for row in tops:
-        walk(row, reached, lambda r, d: None)
-    for row in range(len(parents)):
-        if not reached[row]:
-            tops.append(row)
-            walk(row, reached, lambda r, d: None)
-    # Rows are sorted by (trace, start), so sorting the tops by row keeps that order.
-    order: list[int] = []
-    depths: list[int] = []
-
-    def visit(row: int, depth: int) -> None:
-        order.append(row)
-        depths.append(depth)
-
-    seen = [False] * len(parents)
-    for row in sorted(tops):
-        walk(row, seen, visit)
-    return order, depths
+    roots = is_root.arg_true().to_list()
+    order, depths = walk(roots)
+    if len(order) < n:  # spans no root reaches: each cycle's earliest unreached one is a top
+        reached = bytearray(n)
+        for row in order:
+            reached[row] = 1
+        tops = list(roots)
+        for row in range(n):
+            if not reached[row]:
+                tops.append(row)
+                for below_row in walk([row])[0]:
+                    reached[below_row] = 1
+        # Rows are sorted by (trace, start), so sorting the tops by row keeps that order.
+        order, depths = walk(sorted(tops))
+    return pl.DataFrame(
+        {"row": order, "span_order": range(len(order)), "depth": depths},
+        schema={"row": pl.UInt32, "span_order": pl.Int64, "depth": pl.Int64},
+    )
