@@ -12,13 +12,15 @@ import shutil
 import signal
 import sys
 
-# Polars allocates through its own jemalloc. Its default keeps freed pages for 10 s per thread
-# arena, so reading a big export held hundreds of MB it no longer used; returning them at once
-# (200 ms) cost page faults on reuse instead (perf: a quarter of all CPU time in the kernel).
-# Measured on 1M spans (16 MB batches): 200 ms 12.3 s and 460 MB, 5 s without the background
-# purge thread 11.2-11.7 s and 490-530 MB. Must be set before polars loads.
+# Polars allocates through its own jemalloc, which by default keeps freed pages for 10 s in
+# each of four arenas per core: a page one thread freed could not serve another thread's next
+# allocation, so reading a big export held hundreds of MB it no longer used. Returning pages at
+# once cost page faults on reuse instead (perf: a quarter of CPU time in the kernel). So: one
+# arena per core, freed pages kept 5 s, no purge thread (it cost time and saved nothing).
+# Measurements: benchmarks/RESULTS.md. Must be set before polars loads.
 os.environ.setdefault(
-    "_RJEM_MALLOC_CONF", "background_thread:false,dirty_decay_ms:5000,muzzy_decay_ms:0"
+    "_RJEM_MALLOC_CONF",
+    f"narenas:{os.cpu_count() or 1},background_thread:false,dirty_decay_ms:5000,muzzy_decay_ms:0",
 )
 
 import click
