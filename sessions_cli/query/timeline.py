@@ -73,14 +73,20 @@ def events(
         pl.int_range(pl.len()).alias("trace_order"),
         pl.lit(-1, pl.Int64).alias("span_order"),
     )
+    parts = [trace_events]
     if spans:
-        in_walk = _span_events(model, traces)
+        parts.append(_span_events(model, traces))
         if depth is not None:
-            in_walk = in_walk.filter(pl.col("depth") <= depth)
-        trace_events = pl.concat([trace_events, in_walk], how="vertical_relaxed")
-    # The one copy of the spans: a trace of 1M spans is held whole, so each copy is felt.
-    rows = trace_events.sort("trace_order", "span_order")
+            parts[1] = parts[1].filter(pl.col("depth") <= depth)
+    del trace_events  # `parts` holds the only references, so that _stacked can let go of them
+    rows = _stacked(parts, by=("trace_order", "span_order"))
+    span_models = (
+        pl.when(pl.col("model").is_not_null())
+        .then(pl.concat_list("model"))
+        .otherwise(pl.lit([], pl.List(pl.String)))
+    )
     return rows.with_columns(
+        pl.coalesce("models", span_models).alias("models"),
         pl.from_epoch("start_ns", time_unit="ns").dt.replace_time_zone("UTC").alias("start"),
         pl.from_epoch("end_ns", time_unit="ns").dt.replace_time_zone("UTC").alias("end"),
         (pl.col("start_ns") // 1_000_000).alias("start_unix_ms"),
@@ -88,6 +94,22 @@ def events(
         ((pl.col("start_ns") - origin) / 1e6).round(6).alias("offset_ms"),
         ((pl.col("end_ns") - pl.col("start_ns")) / 1e6).round(6).alias("duration_ms"),
     ).select(*EVENT_FIELDS, "start_ns", "end_ns", "unpriced_call_count")
+
+
+def _stacked(parts: list[pl.DataFrame], *, by: tuple[str, ...]) -> pl.DataFrame:
+    """`parts` one under the other, sorted by `by`, emptying `parts`. A sort of the whole
+    frame holds it twice at its peak, and a trace of 1M spans is held whole: here the rows'
+    order is found from the keys alone and each column is copied into it and then let go of
+    in turn, so only one column is ever held twice."""
+    keys = pl.concat([part.select(by) for part in parts], how="vertical_relaxed")
+    order = keys.select(pl.arg_sort_by(by)).to_series()
+    columns = []
+    for name in parts[0].columns:
+        stacked = pl.concat([part.select(name) for part in parts], how="vertical_relaxed")
+        parts[:] = [part.drop(name) for part in parts]
+        columns.append(stacked.to_series().gather(order))
+        del stacked
+    return pl.DataFrame(columns)
 
 
 def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
@@ -106,10 +128,8 @@ def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
         pl.col("end_time_unix_nano").alias("end_ns"),
         pl.col("status").cast(pl.String),
         pl.col("model").cast(pl.String),
-        pl.when(pl.col("model").is_not_null())
-        .then(pl.concat_list(pl.col("model").cast(pl.String)))
-        .otherwise(pl.lit([], pl.List(pl.String)))
-        .alias("models"),
+        # filled in after the sort: a list column's gather across chunks was the sort's dearest
+        pl.lit(None, pl.List(pl.String)).alias("models"),
         pl.when(own_usage).then("input_tokens").alias("input_tokens"),
         pl.when(own_usage).then("output_tokens").alias("output_tokens"),
         pl.col("call_cost_usd").alias("cost_usd"),
