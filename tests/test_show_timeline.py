@@ -415,14 +415,29 @@ def test_ruler_labels_are_round(ms, text):
     assert humanise.tick_label(ms) == text
 
 
+def test_a_drawing_made_a_block_at_a_time_is_the_same_drawing(tree):
+    """Rows are drawn a block at a time, so that 1M spans are never held as text: widths,
+    idle rows and bars must not depend on where the blocks fall."""
+    spans, _ = loading.read_spans([inputs.Source(str(tree), tree)], attributes.CHAINS)
+    built = model.build(spans)
+    one = timeline.session(built, SESSION)
+    rows = timeline.events(built, one, spans=True)
+    kwargs = dict(origin_ns=one.start_ns, end_ns=one.end_ns, width=80)
+    whole = "".join(draw.timeline(rows, **kwargs))
+    assert "(idle)" in whole
+    assert whole.count("\n") == 2 + rows.height + 1  # headers, rule, each row, the idle row
+    for block in (1, 2, 5):
+        assert "".join(draw.timeline(rows, block=block, **kwargs)) == whole
+
+
 def test_colour_marks_bars_only(tree):
     spans, _ = loading.read_spans([inputs.Source(str(tree), tree)], attributes.CHAINS)
     built = model.build(spans)
     one = timeline.session(built, SESSION)
     rows = timeline.events(built, one, spans=True)
     kwargs = dict(origin_ns=one.start_ns, end_ns=one.end_ns, width=100)
-    plain_text = draw.timeline(rows, **kwargs)
-    coloured = draw.timeline(rows, colour=True, **kwargs)
+    plain_text = "".join(draw.timeline(rows, **kwargs))
+    coloured = "".join(draw.timeline(rows, colour=True, **kwargs))
     assert "\x1b[" not in plain_text
     lines = coloured.splitlines()
     assert "\x1b[" not in lines[0] + lines[1]  # headers and ruler stay plain

@@ -346,15 +346,16 @@ def timeline_command(
     if one.start_ns is None or one.end_ns is None:
         raise SessionsError(f"{found}: no span of this session has times, so there is no timeline "
                             "to draw (its rows: --json)")  # fmt: skip
-    text = draw.timeline(
+    steps.out(draw.title(session, zone) + "\n\n")
+    for piece in draw.timeline(
         rows,
         origin_ns=one.start_ns,
         end_ns=one.end_ns,
         width=shutil.get_terminal_size((100, 24)).columns,
         ascii=ascii_only,
         colour=steps.colour_wanted(),
-    )
-    steps.out(draw.title(session, zone) + "\n\n" + text)
+    ):
+        steps.out(piece)
 
 
 @cli.command("convert")

@@ -8,6 +8,7 @@ their own, because a conversation's pauses are part of its story.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import polars as pl
@@ -74,58 +75,88 @@ def timeline(
     width: int,
     ascii: bool = False,
     colour: bool = False,
-) -> str:
+    block: int = 10_000,
+) -> Iterator[str]:
+    """The drawing, in pieces to be written as they come. Rows are read twice, `block` at a
+    time: once for the widths of their text, then to draw them. A session of 1M spans is never
+    held as Python rows or text, only a block of it (drawing it whole took 3 GB)."""
     glyphs = Glyphs.pick(ascii)
     span_ns = max(end_ns - origin_ns, 1)
-    lines = with_idle_rows(rows.to_dicts(), origin_ns, span_ns)
-    headers = list(_COLUMNS)
-    cells = [_text_cells(line, glyphs) for line in lines]
+    widths = [tables.width(h) for h in _COLUMNS]
+    for rows_now in _blocks(rows, origin_ns, span_ns, block):
+        for row in rows_now:
+            cells = _text_cells(row, glyphs)
+            widths = [max(w, tables.width(c)) for w, c in zip(widths, cells, strict=True)]
+    headers, shown = list(_COLUMNS), list(range(len(_COLUMNS)))
     # Text first, cut only as far as needed, but the bar keeps at least a quarter of the line.
     # On a narrow terminal MODEL and then STATUS go (errors stay marked in the name and bar)
     # before names are cut below a readable width.
     for droppable in (None, "MODEL", "STATUS"):
         if droppable:
-            keep = [i for i, h in enumerate(headers) if h != droppable]
-            headers = [headers[i] for i in keep]
-            cells = [[row[i] for i in keep] for row in cells]
-        widths = _widths(headers, cells)
-        natural = sum(widths) + len(_GAP) * len(headers)
+            shown = [i for i in shown if _COLUMNS[i] != droppable]
+        headers = [_COLUMNS[i] for i in shown]
+        natural = sum(widths[i] for i in shown) + len(_GAP) * len(shown)
         bar_width = max(_MIN_BAR, width - natural, width // 4)
         smallest = natural - sum(
-            w - min(w, _MIN_CUT[h]) for h, w in zip(headers, widths, strict=True) if h in _MIN_CUT
-        )
+            widths[i] - min(widths[i], _MIN_CUT[h]) for h, i in zip(headers, shown, strict=True)
+            if h in _MIN_CUT
+        )  # fmt: skip
         if smallest <= width - bar_width:
             break
     fixed = [h != "NAME" and h != "MODEL" for h in headers]
-    cells = tables.fit_to_width(headers, cells, width - bar_width - len(_GAP), fixed=fixed)
-    widths = _widths(headers, cells)
+    limits = tables.cut_widths(
+        headers, [widths[i] for i in shown], width - bar_width - len(_GAP), fixed=fixed
+    )
     right = {"DURATION", "TOKENS", "COST"}
 
     def join(texts: list[str]) -> str:
         return _GAP.join(
             tables.pad(t, w, "right" if h in right else "left")
-            for h, t, w in zip(headers, texts, widths, strict=True)
+            for h, t, w in zip(headers, texts, limits, strict=True)
         )
 
     step_ms = _tick_step(span_ns / _NS_PER_MS, bar_width)
     labels, rule = _ruler(span_ns, bar_width, step_ms, glyphs)
-    out = [
-        join(headers) + _GAP + labels,
-        join(["-" * w for w in widths]) + _GAP + rule,
-    ]
-    for line, texts in zip(lines, cells, strict=True):
-        bar = _bar(line, origin_ns, span_ns, bar_width, glyphs)
-        if colour:
-            bar = _colour(bar, line)
-        out.append((join(texts) + _GAP + bar).rstrip())
-    return "\n".join(out) + "\n"
+    yield join(headers) + _GAP + labels + "\n" + join(["-" * w for w in limits]) + _GAP + rule
+    for rows_now in _blocks(rows, origin_ns, span_ns, block):
+        out = [""]
+        for row in rows_now:
+            cells = _text_cells(row, glyphs)
+            texts = [tables.ellipsis(cells[i], w) for i, w in zip(shown, limits, strict=True)]
+            bar = _bar(row, origin_ns, span_ns, bar_width, glyphs)
+            if colour:
+                bar = _colour(bar, row)
+            out.append((join(texts) + _GAP + bar).rstrip())
+        yield "\n".join(out)
+    yield "\n"
+
+
+_DRAWN = (
+    "kind", "depth", "name", "status", "model", "input_tokens", "output_tokens", "cost_usd",
+    "unpriced_call_count", "offset_ms", "duration_ms", "start_ns", "end_ns",
+)  # fmt: skip
+
+
+def _blocks(rows: pl.DataFrame, origin_ns: int, span_ns: int, size: int) -> Iterator[list[dict]]:
+    """The rows to draw, idle rows included, `size` at a time: only the fields drawn."""
+    narrow = rows.select(c for c in _DRAWN if c in rows.columns)
+    busy_until = None
+    for part in narrow.iter_slices(size):
+        block, busy_until = _with_idle(part.to_dicts(), origin_ns, span_ns, busy_until)
+        yield block
 
 
 def with_idle_rows(rows: list[dict], origin_ns: int, span_ns: int) -> list[dict]:
     """Insert an `idle` row wherever no trace runs between two traces, if it is big enough to
     see (at least 1/50 of the session; shorter pauses are just spacing)."""
+    return _with_idle(rows, origin_ns, span_ns, None)[0]
+
+
+def _with_idle(
+    rows: list[dict], origin_ns: int, span_ns: int, busy_until: int | None
+) -> tuple[list[dict], int | None]:
+    """with_idle_rows for one block of rows: `busy_until` is when the traces before it end."""
     out: list[dict] = []
-    busy_until: int | None = None
     for row in rows:
         if row["kind"] == "trace":
             start = row["start_ns"]
@@ -136,7 +167,7 @@ def with_idle_rows(rows: list[dict], origin_ns: int, span_ns: int) -> list[dict]
             end = row["end_ns"]
             busy_until = end if busy_until is None else max(busy_until, end)
         out.append(row)
-    return out
+    return out, busy_until
 
 
 def _text_cells(row: dict, glyphs: Glyphs) -> list[str]:
@@ -173,10 +204,6 @@ def _indent(depth: int) -> str:
 
 
 _DEEPEST_INDENT = 8
-
-
-def _widths(headers: list[str], cells: list[list[str]]) -> list[int]:
-    return tables.column_widths(headers, [[row[i] for row in cells] for i in range(len(headers))])
 
 
 def _bar(row: dict, origin_ns: int, span_ns: int, width: int, glyphs: Glyphs) -> str:

@@ -83,7 +83,15 @@ def fit_to_width(
     """Cut the widest text columns (never the `fixed` ones: numbers, times) with an ellipsis
     until the table fits in `room` cells; it stays wider when only fixed columns are left."""
     columns = [[row[i] for row in cells] for i in range(len(headers))]
-    limits = column_widths(headers, columns)
+    limits = cut_widths(headers, column_widths(headers, columns), room, fixed=fixed)
+    return [[ellipsis(cell, limits[i]) for i, cell in enumerate(row)] for row in cells]
+
+
+def cut_widths(
+    headers: Sequence[str], widths: Sequence[int], room: int, *, fixed: Sequence[bool]
+) -> list[int]:
+    """The widths of columns `widths` wide once `fit_to_width` has cut them to `room`."""
+    limits = list(widths)
 
     def floor(i: int) -> int:
         return max(_SHRINKABLE_MIN, width(headers[i]))
@@ -97,7 +105,7 @@ def fit_to_width(
         cut = min(excess, limits[widest] - floor(widest))
         limits[widest] -= cut
         excess -= cut
-    return [[ellipsis(cell, limits[i]) for i, cell in enumerate(row)] for row in cells]
+    return limits
 
 
 Role = Literal["key", "value", "text"]
