@@ -1,6 +1,6 @@
 """Input shapes that once broke the time or memory bound (issue 19), generated, for run.py's
 `--hostile` rows: one OTLP line of about 200 MB, one trace of 1M spans, a parent chain
-100,000 spans deep. Each is written once into the data folder.
+100,000 spans deep, 1M sessions of one span each. Each is written once into the data folder.
 
     python benchmarks/hostile.py DATA_DIR   # write the files only
 """
@@ -55,6 +55,19 @@ def chain(data: Path, depth: int = 100_000) -> Path:
     return _written(data / f"hostile-chain-{depth}.jsonl", (span(i) for i in range(depth)))
 
 
+def many_sessions(data: Path, sessions: int = 1_000_000) -> Path:
+    """`sessions` sessions of one LLM call each: a session table of 1M rows."""
+
+    def span(i: int) -> dict:
+        attrs = {"session.id": f"s{i}", "gen_ai.request.model": "gpt-4o-mini",
+                 "gen_ai.usage.input_tokens": 10}  # fmt: skip
+        own_trace = {"traceId": f"{i + 1:032x}"}
+        return {**_span(i, None, "chat", i * 1000, i * 1000 + 500, attrs), **own_trace}
+
+    path = data / f"hostile-many-sessions-{sessions}.jsonl"
+    return _written(path, (span(i) for i in range(sessions)))
+
+
 def _span(i: int, parent: int | None, name: str, start_us: int, end_us: int, attrs) -> dict:
     out = {
         "traceId": "ab" * 16,
@@ -99,5 +112,5 @@ def _line(spans: list[dict]) -> str:
 
 if __name__ == "__main__":
     folder = Path(sys.argv[1])
-    for made in (long_line(folder), one_trace(folder), chain(folder)):
+    for made in (long_line(folder), one_trace(folder), chain(folder), many_sessions(folder)):
         print(made)

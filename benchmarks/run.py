@@ -219,9 +219,13 @@ def hostile_rows(data: Path, repeat: int) -> list[tuple]:
         ("1M spans in one trace", hostile.one_trace(data), 1_000_000, ["list"]),
         ("1M spans in one trace", hostile.one_trace(data), 1_000_000,
          ["timeline", "one-big", "--spans", "--json"]),
+        ("1M spans in one trace", hostile.one_trace(data), 1_000_000,
+         ["timeline", "one-big", "--spans"]),
         ("a 100,000-deep parent chain", hostile.chain(data), 100_000, ["list"]),
         ("a 100,000-deep parent chain", hostile.chain(data), 100_000,
          ["timeline", "deep", "--spans"]),
+        ("1M sessions of one span", hostile.many_sessions(data), 1_000_000, ["list"]),
+        ("1M sessions of one span", hostile.many_sessions(data), 1_000_000, ["list", "--jsonl"]),
     ]  # fmt: skip
     readers = [("", {})] + ([(", SESSIONS_NATIVE=0", {"SESSIONS_NATIVE": "0"})]
                             if native_built() else [])  # fmt: skip
