@@ -415,14 +415,20 @@ def test_ruler_labels_are_round(ms, text):
     assert humanise.tick_label(ms) == text
 
 
-def test_a_drawing_made_a_block_at_a_time_is_the_same_drawing(tree):
-    """Rows are drawn a block at a time, so that 1M spans are never held as text: widths,
-    idle rows and bars must not depend on where the blocks fall."""
+@pytest.fixture
+def tree_events(tree):
+    """The tree session's events with spans, and the drawing's time bounds."""
     spans, _ = loading.read_spans([inputs.Source(str(tree), tree)], attributes.CHAINS)
     built = model.build(spans)
     one = timeline.session(built, SESSION)
-    rows = timeline.events(built, one, spans=True)
-    kwargs = dict(origin_ns=one.start_ns, end_ns=one.end_ns, width=80)
+    return timeline.events(built, one, spans=True), dict(origin_ns=one.start_ns, end_ns=one.end_ns)
+
+
+def test_a_drawing_made_a_block_at_a_time_is_the_same_drawing(tree_events):
+    """Rows are drawn a block at a time, so that 1M spans are never held as text: widths,
+    idle rows and bars must not depend on where the blocks fall."""
+    rows, bounds = tree_events
+    kwargs = dict(bounds, width=80)
     whole = "".join(draw.timeline(rows, **kwargs))
     assert "(idle)" in whole
     assert whole.count("\n") == 2 + rows.height + 1  # headers, rule, each row, the idle row
@@ -430,12 +436,9 @@ def test_a_drawing_made_a_block_at_a_time_is_the_same_drawing(tree):
         assert "".join(draw.timeline(rows, block=block, **kwargs)) == whole
 
 
-def test_colour_marks_bars_only(tree):
-    spans, _ = loading.read_spans([inputs.Source(str(tree), tree)], attributes.CHAINS)
-    built = model.build(spans)
-    one = timeline.session(built, SESSION)
-    rows = timeline.events(built, one, spans=True)
-    kwargs = dict(origin_ns=one.start_ns, end_ns=one.end_ns, width=100)
+def test_colour_marks_bars_only(tree_events):
+    rows, bounds = tree_events
+    kwargs = dict(bounds, width=100)
     plain_text = "".join(draw.timeline(rows, **kwargs))
     coloured = "".join(draw.timeline(rows, colour=True, **kwargs))
     assert "\x1b[" not in plain_text
