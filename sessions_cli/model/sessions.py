@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sessions_cli.frames import sorted_stack
 from sessions_cli.kinds import CostMode
 from sessions_cli.model import pricing
 from sessions_cli.notices import Notice
@@ -126,9 +127,10 @@ def build(
                     add(pending.popleft().result())
             while pending:
                 add(pending.popleft().result())
-    sessions = pl.concat(
-        [session_table(metadata, in_bucket) for in_bucket, metadata in traces.buckets()]
-    ).sort("start", "session_id", nulls_last=True)
+    sessions = sorted_stack(
+        [session_table(metadata, in_bucket) for in_bucket, metadata in traces.buckets()],
+        by=("start", "session_id"),
+    )
 
     def reload(trace_ids: list[str]) -> pl.DataFrame:
         assert load_spans is not None  # only handed out when there is one

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from sessions_cli.frames import sorted_stack
 from sessions_cli.model.sessions import UNPRICED_CALL, Model, parent_rows
 
 EVENT_FIELDS = [
@@ -78,8 +79,8 @@ def events(
         parts.append(_span_events(model, traces))
         if depth is not None:
             parts[1] = parts[1].filter(pl.col("depth") <= depth)
-    del trace_events  # `parts` holds the only references, so that _stacked can let go of them
-    rows = _stacked(parts, by=("trace_order", "span_order"))
+    del trace_events  # `parts` holds the only references, so that each column is let go of
+    rows = sorted_stack(parts, by=("trace_order", "span_order"))
     span_models = (
         pl.when(pl.col("model").is_not_null())
         .then(pl.concat_list("model"))
@@ -94,22 +95,6 @@ def events(
         ((pl.col("start_ns") - origin) / 1e6).round(6).alias("offset_ms"),
         ((pl.col("end_ns") - pl.col("start_ns")) / 1e6).round(6).alias("duration_ms"),
     ).select(*EVENT_FIELDS, "start_ns", "end_ns", "unpriced_call_count")
-
-
-def _stacked(parts: list[pl.DataFrame], *, by: tuple[str, ...]) -> pl.DataFrame:
-    """`parts` one under the other, sorted by `by`, emptying `parts`. A sort of the whole
-    frame holds it twice at its peak, and a trace of 1M spans is held whole: here the rows'
-    order is found from the keys alone and each column is copied into it and then let go of
-    in turn, so only one column is ever held twice."""
-    keys = pl.concat([part.select(by) for part in parts], how="vertical_relaxed")
-    order = keys.select(pl.arg_sort_by(by)).to_series()
-    columns = []
-    for name in parts[0].columns:
-        stacked = pl.concat([part.select(name) for part in parts], how="vertical_relaxed")
-        parts[:] = [part.drop(name) for part in parts]
-        columns.append(stacked.to_series().gather(order))
-        del stacked
-    return pl.DataFrame(columns)
 
 
 def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
