@@ -87,22 +87,8 @@ def timeline(
         for row in rows_now:
             cells = _text_cells(row, glyphs)
             widths = [max(w, tables.width(c)) for w, c in zip(widths, cells, strict=True)]
-    headers, shown = list(_COLUMNS), list(range(len(_COLUMNS)))
-    # Text first, cut only as far as needed, but the bar keeps at least a quarter of the line.
-    # On a narrow terminal MODEL and then STATUS go (errors stay marked in the name and bar)
-    # before names are cut below a readable width.
-    for droppable in (None, "MODEL", "STATUS"):
-        if droppable:
-            shown = [i for i in shown if _COLUMNS[i] != droppable]
-        headers = [_COLUMNS[i] for i in shown]
-        natural = sum(widths[i] for i in shown) + len(_GAP) * len(shown)
-        bar_width = max(_MIN_BAR, width - natural, width // 4)
-        smallest = natural - sum(
-            widths[i] - min(widths[i], _MIN_CUT[h]) for h, i in zip(headers, shown, strict=True)
-            if h in _MIN_CUT
-        )  # fmt: skip
-        if smallest <= width - bar_width:
-            break
+    shown, bar_width = _layout(widths, width)
+    headers = [_COLUMNS[i] for i in shown]
     fixed = [h != "NAME" and h != "MODEL" for h in headers]
     limits = tables.cut_widths(
         headers, [widths[i] for i in shown], width - bar_width - len(_GAP), fixed=fixed
@@ -129,6 +115,27 @@ def timeline(
             out.append((join(texts) + _GAP + bar).rstrip())
         yield "\n".join(out)
     yield "\n"
+
+
+def _layout(widths: list[int], width: int) -> tuple[list[int], int]:
+    """Which of _COLUMNS to show (their indices) and how wide the bar is, for text columns
+    `widths` wide at most, on a line `width` wide."""
+    shown = list(range(len(_COLUMNS)))
+    # Text first, cut only as far as needed, but the bar keeps at least a quarter of the line.
+    # On a narrow terminal MODEL and then STATUS go (errors stay marked in the name and bar)
+    # before names are cut below a readable width.
+    for droppable in (None, "MODEL", "STATUS"):
+        if droppable:
+            shown = [i for i in shown if _COLUMNS[i] != droppable]
+        natural = sum(widths[i] for i in shown) + len(_GAP) * len(shown)
+        bar_width = max(_MIN_BAR, width - natural, width // 4)
+        smallest = natural - sum(
+            widths[i] - min(widths[i], _MIN_CUT[_COLUMNS[i]]) for i in shown
+            if _COLUMNS[i] in _MIN_CUT
+        )  # fmt: skip
+        if smallest <= width - bar_width:
+            break
+    return shown, bar_width
 
 
 _DRAWN = (

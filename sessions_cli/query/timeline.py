@@ -151,6 +151,51 @@ def _span_events(model: Model, traces: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _children(parents: pl.Series, is_root: pl.Series) -> tuple[array, array]:
+    """Each row's children as one slice of `kids`: first[row]..first[row + 1], in row order."""
+    edges = (
+        pl.DataFrame({"parent": parents.cast(pl.UInt32), "is_root": is_root})
+        .with_row_index("row")
+        .filter(pl.col("parent").is_not_null() & ~pl.col("is_root"))
+        .sort("parent", "row")  # rows are in start order: so are each parent's children
+    )
+    kids = array("I", edges.get_column("row").to_list())
+    below = edges.group_by("parent").len()
+    first = array(
+        "I",
+        pl.DataFrame({"parent": pl.int_range(len(parents), dtype=pl.UInt32, eager=True)})
+        .join(below, on="parent", how="left", maintain_order="left")
+        .select(pl.concat([pl.lit(0, pl.UInt32), pl.col("len").fill_null(0).cum_sum()]))
+        .to_series()
+        .to_list(),
+    )
+    return kids, first
+
+
+def _walk(tops, kids: array, first: array, n: int) -> tuple[array, array]:
+    """Rows depth-first from each of `tops` in turn, and their depths; a row is walked once."""
+    seen = bytearray(n)
+    order, depths = array("I"), array("I")
+    stack, at_depth = array("I"), array("I")
+    for top in tops:
+        stack.append(top)
+        at_depth.append(0)
+        while stack:
+            row, depth = stack.pop(), at_depth.pop()
+            if seen[row]:
+                continue
+            seen[row] = 1
+            order.append(row)
+            depths.append(depth)
+            lo, hi = first[row], first[row + 1]
+            if hi > lo:  # children go on the stack last-first, to come off first-first
+                children = kids[lo:hi]
+                children.reverse()
+                stack.extend(children)
+                at_depth.extend(array("I", [depth + 1]) * (hi - lo))
+    return order, depths
+
+
 _SPAN_EVENT_COLUMNS = (
     "kind", "trace_id", "span_id", "parent_span_id", "depth", "name", "start_ns", "end_ns",
     "status", "model", "models", "input_tokens", "output_tokens", "cost_usd",
@@ -171,46 +216,10 @@ def tree_order(parents: pl.Series, is_root: pl.Series) -> pl.DataFrame:
     one slice of `kids`, found in columns.
     """
     n = len(parents)
-    edges = (
-        pl.DataFrame({"parent": parents.cast(pl.UInt32), "is_root": is_root})
-        .with_row_index("row")
-        .filter(pl.col("parent").is_not_null() & ~pl.col("is_root"))
-        .sort("parent", "row")  # rows are in start order: so are each parent's children
-    )
-    kids = array("I", edges.get_column("row").to_list())
-    below = edges.group_by("parent").len()
-    # first[row]..first[row + 1]: where that row's children are in `kids`
-    first = array(
-        "I",
-        pl.DataFrame({"parent": pl.int_range(n, dtype=pl.UInt32, eager=True)})
-        .join(below, on="parent", how="left", maintain_order="left")
-        .select(pl.concat([pl.lit(0, pl.UInt32), pl.col("len").fill_null(0).cum_sum()]))
-        .to_series()
-        .to_list(),
-    )
-    del edges, below
+    kids, first = _children(parents, is_root)
 
     def walk(tops) -> tuple[array, array]:
-        seen = bytearray(n)
-        order, depths = array("I"), array("I")
-        stack, at_depth = array("I"), array("I")
-        for top in tops:
-            stack.append(top)
-            at_depth.append(0)
-            while stack:
-                row, depth = stack.pop(), at_depth.pop()
-                if seen[row]:
-                    continue
-                seen[row] = 1
-                order.append(row)
-                depths.append(depth)
-                lo, hi = first[row], first[row + 1]
-                if hi > lo:  # children go on the stack last-first, to come off first-first
-                    children = kids[lo:hi]
-                    children.reverse()
-                    stack.extend(children)
-                    at_depth.extend(array("I", [depth + 1]) * (hi - lo))
-        return order, depths
+        return _walk(tops, kids, first, n)
 
     roots = is_root.arg_true().to_list()
     order, depths = walk(roots)
