@@ -17,9 +17,12 @@
 #include <charconv>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -530,8 +533,8 @@ struct Wanted {
   Wanted(std::vector<std::string> wanted, std::vector<std::string> prefixes)
       : owned(std::move(wanted)), keys(owned.begin(), owned.end()),
         prefixes(std::move(prefixes)) {}
-  bool operator()(std::string_view key) const {
-    if (keys.count(key)) return true;
+  bool operator()(std::string_view key) const { return keys.count(key) || prefixed(key); }
+  bool prefixed(std::string_view key) const {
     for (auto &prefix : prefixes)
       if (key.substr(0, prefix.size()) == prefix) return true;
     return false;
@@ -588,6 +591,18 @@ std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool to
   return out;
 }
 
+// What the batch's fields are made of, when the caller asks for them to be chosen here.
+struct Fields {
+  std::vector<std::string> names;  // "_<field>", a column each
+  std::deque<std::string> owned;   // the keys below are views of these (a deque never moves them)
+  std::unordered_map<std::string_view, std::vector<std::pair<int, int>>> ranks;  // (field, rank)
+  std::unordered_set<std::string_view> tags, objects, text_keys;
+  std::string_view own(std::string text) {
+    owned.push_back(std::move(text));
+    return owned.back();
+  }
+};
+
 struct Batch {
   std::shared_ptr<Table> spans = std::make_shared<Table>();
   std::shared_ptr<Table> attrs = std::make_shared<Table>();
@@ -606,29 +621,72 @@ struct Batch {
   Text &text = attrs->add<Text>("text");
   TextLists &items = attrs->add<TextLists>("items");
   Flags &nested = attrs->add<Flags>("nested");
-  // Resource attributes wait until every span attribute is written (the polars path puts
-  // them after, and keeps the first of a (row, key)).
+  // Every wanted attribute of every span, in the polars path's order: a span's own, and at
+  // the end its resource's (`shared`, waiting until every span's own are in), the first of a
+  // (row, key) kept.
+  std::vector<std::pair<uint32_t, Attribute>> found;
   std::vector<std::pair<uint32_t, Attribute>> shared;
   uint32_t spans_written = 0;
 
-  // Where each span's own attribute rows are, to let them win over its resource's.
+  // Where each span's own attributes are in `found`, to let them win over its resource's.
   std::vector<std::pair<size_t, size_t>> own_rows;
 
   bool has(uint32_t at, const std::string &wanted) const {
     auto [first, last] = own_rows[at];
-    for (size_t i = first; i < last; ++i) {
-      std::string_view k(key.data.data() + key.offsets[i], size_t(key.offsets[i + 1] - key.offsets[i]));
-      if (k == wanted) return true;
-    }
+    for (size_t i = first; i < last; ++i)
+      if (found[i].second.key == wanted) return true;
     return false;
   }
 
-  void attribute(uint32_t at, const Attribute &a) {
+  void attribute(uint32_t at, const Attribute &a, bool null_text = false) {
     row.values.push_back(at);
     key.push(a.key);
-    a.value.known ? text.push(a.value.text) : text.push_null();
+    a.value.known && !null_text ? text.push(a.value.text) : text.push_null();
     a.value.list ? items.push(a.value.items) : items.push_null();
     nested.values.push(a.value.nested);
+  }
+
+  // Every attribute as a row, for the caller to choose fields from.
+  void all_rows() {
+    for (auto &[at, a] : found) attribute(at, a);
+  }
+
+  // Each field's text from the first key of its chain that has a scalar value (an array or
+  // key-value list there is not a session id: its text counts as absent, and `nested` counts
+  // it), as a column `_<field>` of the spans; rows only for the attributes still read as rows
+  // (tags, metadata). As `otlp._chosen` and `spans_from_rows` do it.
+  int64_t chosen_rows(const Fields &fields, const Wanted &wanted) {
+    size_t n = fields.names.size();
+    std::vector<int> best(n * spans_written, INT32_MAX);
+    std::vector<size_t> from(n * spans_written, 0);
+    int64_t nested_text = 0;
+    for (size_t i = 0; i < found.size(); ++i) {
+      auto &[at, a] = found[i];
+      std::string_view k = a.key;
+      bool text_key = fields.text_keys.count(k) > 0;
+      if (a.value.nested && text_key) ++nested_text;
+      if (a.value.known && !a.value.nested) {
+        auto chain = fields.ranks.find(k);
+        if (chain != fields.ranks.end()) {
+          for (auto [field, rank] : chain->second) {
+            size_t slot = size_t(field) * spans_written + at;
+            if (rank < best[slot]) {
+              best[slot] = rank;
+              from[slot] = i;
+            }
+          }
+        }
+      }
+      if (fields.tags.count(k) || wanted.prefixed(k)) attribute(at, a, a.value.nested && text_key);
+    }
+    for (size_t f = 0; f < n; ++f) {
+      Text &column = spans->add<Text>(fields.names[f].c_str());
+      for (uint32_t at = 0; at < spans_written; ++at) {
+        size_t slot = f * spans_written + at;
+        best[slot] == INT32_MAX ? column.push_null() : column.push(found[from[slot]].second.value.text);
+      }
+    }
+    return nested_text;
   }
 };
 
@@ -743,9 +801,9 @@ void span(od::value value, Batch &out, const Wanted &wanted) {
     out.exception_message.push_null();
   }
   uint32_t at = out.spans_written++;
-  size_t first = out.row.values.size();
-  for (auto &a : own) out.attribute(at, a);
-  out.own_rows.emplace_back(first, out.row.values.size());
+  size_t first = out.found.size();
+  for (auto &a : own) out.found.emplace_back(at, std::move(a));
+  out.own_rows.emplace_back(first, out.found.size());
 }
 
 // A resource's spans, then its wanted attributes for each of them.
@@ -854,21 +912,66 @@ bool blank(const char *p, const char *end) {
   return true;
 }
 
-// extract(lines: bytes, keys, prefixes)
-//   -> ((schema, array) of spans, (schema, array) of attributes) | None
+// fields: ((name, (key, ...)), ...), tags, objects, text keys -> Fields
+std::unique_ptr<Fields> make_fields(PyObject *chains, PyObject *tags, PyObject *objects,
+                                    PyObject *text_keys) {
+  auto fields = std::make_unique<Fields>();
+  PyObject *fast = PySequence_Fast(chains, "expected a sequence of (field, keys)");
+  if (!fast) throw std::runtime_error("fields");
+  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); ++i) {
+    PyObject *name, *keys;
+    if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "UO", &name, &keys)) {
+      Py_DECREF(fast);
+      throw std::runtime_error("fields");
+    }
+    const char *text = PyUnicode_AsUTF8(name);
+    if (!text) {
+      Py_DECREF(fast);
+      throw std::runtime_error("fields");
+    }
+    fields->names.push_back(std::string("_") + text);
+    int rank = 0;
+    for (auto &key : strings(keys))
+      fields->ranks[fields->own(key)].emplace_back(int(fields->names.size()) - 1, rank++);
+  }
+  Py_DECREF(fast);
+  for (auto &key : strings(tags)) fields->tags.insert(fields->own(key));
+  for (auto &key : strings(objects)) fields->objects.insert(fields->own(key));
+  for (auto &key : strings(text_keys)) fields->text_keys.insert(fields->own(key));
+  return fields;
+}
+
+// extract(lines: bytes, keys, prefixes[, chains, tags, objects, text_keys])
+//   -> ((schema, array) of spans, (schema, array) of attributes, nested text count | None)
+//      | None
 // `lines`: OTLP JSON documents one per line, as the polars path splits them (blank lines are
 // skipped; a document across lines, or two on one, is malformed there, and unsure here).
+// With the chains (and which keys are tags, JSON objects, and text), each field is chosen
+// here (`Batch::chosen_rows`) unless an attribute of the batch is a JSON object whose keys
+// may take part (then, as without them, every attribute is a row and the count is None).
 PyObject *extract(PyObject *, PyObject *args) {
   Py_buffer buffer;
-  PyObject *keys, *prefixes;
-  if (!PyArg_ParseTuple(args, "y*OO", &buffer, &keys, &prefixes)) return nullptr;
+  PyObject *keys, *prefixes, *chains = nullptr, *tags = nullptr, *objects = nullptr,
+                             *text_keys = nullptr;
+  if (!PyArg_ParseTuple(args, "y*OO|OOOO", &buffer, &keys, &prefixes, &chains, &tags, &objects,
+                        &text_keys))
+    return nullptr;
   std::unique_ptr<Wanted> wanted;
+  std::unique_ptr<Fields> fields;
   try {
     wanted = std::make_unique<Wanted>(strings(keys), strings(prefixes));
+    if (chains && chains != Py_None) {
+      if (!tags || !objects || !text_keys) {
+        PyErr_SetString(PyExc_TypeError, "chains need tags, objects and text keys");
+        throw std::runtime_error("fields");
+      }
+      fields = make_fields(chains, tags, objects, text_keys);
+    }
   } catch (const std::runtime_error &) {
     PyBuffer_Release(&buffer);
     return nullptr;
   }
+  int64_t nested_text = -1;
   std::unique_ptr<Batch> out;
   bool unsure = false;
   Py_BEGIN_ALLOW_THREADS
@@ -901,7 +1004,15 @@ PyObject *extract(PyObject *, PyObject *args) {
       p = stop + 1;
     }
     for (auto &[at, a] : out->shared)
-      if (!out->has(at, a.key)) out->attribute(at, a);
+      if (!out->has(at, a.key)) out->found.emplace_back(at, std::move(a));
+    bool objects_found = false;
+    if (fields)
+      for (auto &[at, a] : out->found) objects_found = objects_found || fields->objects.count(a.key);
+    if (fields && !objects_found) {
+      nested_text = out->chosen_rows(*fields, *wanted);
+    } else {
+      out->all_rows();
+    }
   } catch (const Unsure &) {
     unsure = true;
   } catch (const std::bad_alloc &) {
@@ -917,7 +1028,8 @@ PyObject *extract(PyObject *, PyObject *args) {
     Py_XDECREF(attrs);
     return nullptr;
   }
-  return Py_BuildValue("(NN)", spans, attrs);
+  if (nested_text < 0) return Py_BuildValue("(NNO)", spans, attrs, Py_None);
+  return Py_BuildValue("(NNL)", spans, attrs, (long long)nested_text);
 }
 
 PyObject *version(PyObject *, PyObject *) {

@@ -125,14 +125,40 @@ def test_what_it_must_leave_to_polars():
         assert fast is None, case
 
 
+def test_fields_are_chosen_natively_unless_a_json_object_takes_part():
+    """The extractor picks each field's key itself, and leaves only tag and metadata rows;
+    a batch with a JSON-object attribute (whose keys join the chains) gets every row."""
+
+    def document(*attributes: tuple[str, str]) -> bytes:
+        span = {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "x", "attributes": [
+            {"key": k, "value": {"stringValue": v}} for k, v in attributes]}  # fmt: skip
+        return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
+
+    keys = otlp.wanted_keys(CHAINS)
+    plain = document(("gen_ai.request.model", "b"), ("gen_ai.response.model", "a"),
+                     ("agentmark.tags", "x,y"), ("agentmark.metadata.plan", "pro"))  # fmt: skip
+    raw, attrs, nested = native.rows(plain + b"\n", keys, CHAINS)
+    assert nested == 0
+    assert raw.get_column("_model").to_list() == ["a"]  # the response model ranks first
+    assert sorted(attrs.get_column("key")) == ["agentmark.metadata.plan", "agentmark.tags"]
+    assert_same(plain + b"\n")
+    spread = document(("metadata", '{"user_id": "u1"}'), ("gen_ai.response.model", "a"))
+    raw, attrs, nested = native.rows(spread + b"\n", keys, CHAINS)
+    assert nested is None
+    assert "_model" not in raw.columns
+    assert sorted(attrs.get_column("key")) == ["gen_ai.response.model", "metadata"]
+    assert_same(spread + b"\n")
+
+
 # Generated documents --------------------------------------------------------------------------
 
-_WANTED = [*sorted(otlp.wanted_keys(CHAINS))[:40], "agentmark.metadata.plan", "other.key"]
+_WANTED = [*sorted(otlp.wanted_keys(CHAINS)), "agentmark.metadata.plan", "other.key"]
 _TEXT = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12
 ) | st.sampled_from(
-    ["  padded  ", "", " ", "\u00a0x\u3000", "sess-1", "null", "NONE", "gpt-4o", '["a","b"]']
-)
+    ["  padded  ", "", " ", "\u00a0x\u3000", "sess-1", "null", "NONE", "gpt-4o", '["a","b"]',
+     '{"user_id": "u9", "input": 5, "total": "7"}']
+)  # fmt: skip
 _NUMBER = st.integers(-(10**25), 10**25) | st.floats(allow_nan=False, allow_infinity=False)
 _SCALAR = st.one_of(
     st.builds(lambda v: {"stringValue": v}, _TEXT),

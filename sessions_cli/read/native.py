@@ -15,7 +15,7 @@ from types import ModuleType
 
 import polars as pl
 
-from sessions_cli.read.keys import METADATA_PREFIXES
+from sessions_cli.read.keys import JSON_OBJECTS, METADATA_PREFIXES, TAGS
 
 
 def _load() -> ModuleType | None:
@@ -51,13 +51,31 @@ class _Exported:
         return self._capsules
 
 
-def rows(data: bytes, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-    """(spans, attributes) of OTLP JSON lines, or None when the polars path must read them."""
+def rows(
+    data: bytes, keys: list[str], chains: dict[str, tuple[str, ...]] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, int | None] | None:
+    """(spans, attributes, nested) of OTLP JSON lines, or None when the polars path must read
+    them. With `chains`, the spans come with each field's chosen text (`_<field>`), the
+    attributes are only those still read as rows (tags, metadata), and `nested` counts the
+    arrays and key-value lists under text keys; unless the batch has a JSON-object attribute
+    (`metadata`, Langfuse's details), whose keys take part in the chains: then, as without
+    `chains`, every wanted attribute is a row and `nested` is None."""
     assert _extension is not None
-    found = _extension.extract(data, keys, METADATA_PREFIXES)
+    if chains is None:
+        found = _extension.extract(data, keys, METADATA_PREFIXES)
+    else:
+        found = _extension.extract(data, keys, METADATA_PREFIXES, *_fields(chains, keys))
     if found is None:
         return None
     spans = pl.Series(_Exported(found[0])).struct.unnest()
     attrs = pl.Series(_Exported(found[1])).struct.unnest()
     status = pl.struct(code=pl.col("code"), message=pl.col("message")).alias("status")
-    return spans.with_row_index("row").with_columns(status).drop("code", "message"), attrs
+    spans = spans.with_row_index("row").with_columns(status).drop("code", "message")
+    return spans, attrs, found[2]
+
+
+def _fields(chains: dict[str, tuple[str, ...]], keys: list[str]) -> tuple:
+    """The chains and key sets `extract` chooses fields with (a field without keys has no
+    column, as in `otlp._chosen`)."""
+    text_keys = sorted(set(keys) - set(TAGS))
+    return tuple((f, chain) for f, chain in chains.items() if chain), TAGS, JSON_OBJECTS, text_keys

@@ -125,11 +125,13 @@ def spans_from_bytes(
     sure of them (see read/native.py); None: read them with `spans_from_lines`."""
     if not native.active():
         return None
-    found = native.rows(data, wanted_keys(chains))
+    found = native.rows(data, wanted_keys(chains), chains)
     if found is None:
         return None
-    raw, attrs = found
-    return spans_from_rows(raw, attrs, chains, problems) if raw.height else empty_spans()
+    raw, attrs, nested = found
+    if not raw.height:
+        return empty_spans()
+    return spans_from_rows(raw, attrs, chains, problems, nested_text=nested)
 
 
 def _wanted_nested(lines: pl.Series, chains: dict[str, tuple[str, ...]]) -> bool:
@@ -261,19 +263,33 @@ def is_metadata(key):
 
 
 def spans_from_rows(
-    raw: pl.DataFrame, attrs: pl.DataFrame, chains: dict[str, tuple[str, ...]], problems: Counter
+    raw: pl.DataFrame,
+    attrs: pl.DataFrame,
+    chains: dict[str, tuple[str, ...]],
+    problems: Counter,
+    *,
+    nested_text: int | None = None,
 ) -> pl.DataFrame:
     """Normalised spans from one row per span (`row`, and OTLP's traceId, spanId,
     parentSpanId, name, startTimeUnixNano, endTimeUnixNano as text, status {code, message})
     and one row per wanted attribute (`row, key, text, items, nested`), resource attributes
-    already merged in: where the JSON and the protobuf readers meet."""
-    keys = wanted_keys(chains)
-    attrs = _with_json_objects(attrs)
-    # Text fields take scalars only: an array or a key-value list there is not a session id.
-    nested_text = pl.col("nested") & pl.col("key").is_in(sorted(set(keys) - set(TAGS)))
-    problems["nested_text"] += attrs.select(nested_text.sum()).item()
-    attrs = attrs.with_columns(pl.when(~nested_text).then("text").alias("text"))
-    spans = raw.join(_chosen(attrs, chains), on="row", how="left", maintain_order="left")
+    already merged in: where the JSON and the protobuf readers meet.
+
+    `nested_text`: the native reader has already chosen each field (`_<field>` columns of
+    `raw`, as `_chosen` does), kept only the tag and metadata rows, and counted this many
+    nested values under text keys (see native.rows)."""
+    if nested_text is None:
+        keys = wanted_keys(chains)
+        attrs = _with_json_objects(attrs)
+        # Text fields take scalars only: an array or a key-value list there is not a session
+        # id.
+        nested = pl.col("nested") & pl.col("key").is_in(sorted(set(keys) - set(TAGS)))
+        nested_text = attrs.select(nested.sum()).item()
+        attrs = attrs.with_columns(pl.when(~nested).then("text").alias("text"))
+        spans = raw.join(_chosen(attrs, chains), on="row", how="left", maintain_order="left")
+    else:
+        spans = raw
+    problems["nested_text"] += nested_text
     # Tags and metadata are joined on only when some span has them (`conform` adds them empty).
     present = attrs.get_column("key")
     extra = []
