@@ -533,7 +533,8 @@ struct Wanted {
   Wanted(std::vector<std::string> wanted, std::vector<std::string> prefixes)
       : owned(std::move(wanted)), keys(owned.begin(), owned.end()),
         prefixes(std::move(prefixes)) {}
-  bool operator()(std::string_view key) const { return keys.count(key) || prefixed(key); }
+  // 0: not wanted; 1: a wanted key; 2: under a prefix; 3: both.
+  int kind(std::string_view key) const { return (keys.count(key) ? 1 : 0) | (prefixed(key) ? 2 : 0); }
   bool prefixed(std::string_view key) const {
     for (auto &prefix : prefixes)
       if (key.substr(0, prefix.size()) == prefix) return true;
@@ -544,6 +545,7 @@ struct Wanted {
 struct Attribute {
   std::string key;
   Value value;
+  bool prefixed = false;  // under a metadata prefix
 };
 
 // The wanted attributes of an `attributes` array, in order; a repeated wanted key: unsure.
@@ -557,6 +559,7 @@ std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool to
     std::string_view key;
     std::string unescaped;  // the key's text when it is not the bytes as written
     bool has_key = false, has_value = false;
+    int kind = 0;
     Value parsed;
     // The key may come after the value: read the value only once the key is known wanted.
     // On-Demand reads forward, so a value before its key is parsed whatever the key.
@@ -571,10 +574,11 @@ std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool to
           if (!scalar_text(field.value(), unescaped)) throw Unsure{};
           key = unescaped;
         }
+        kind = wanted.kind(key);
       } else if (name == "value") {
         if (has_value) throw Unsure{};
         has_value = true;
-        if (has_key && !wanted(key)) {
+        if (has_key && !kind) {
           skip(field.value());
           continue;
         }
@@ -583,10 +587,10 @@ std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool to
         skip(field.value());
       }
     }
-    if (!has_key || !wanted(key)) continue;
+    if (!has_key || !kind) continue;
     for (auto &seen : out)
       if (seen.key == key) throw Unsure{};
-    out.push_back({std::string(key), std::move(parsed)});
+    out.push_back({std::string(key), std::move(parsed), (kind & 2) != 0});
   }
   return out;
 }
@@ -595,8 +599,15 @@ std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool to
 struct Fields {
   std::vector<std::string> names;  // "_<field>", a column each
   std::deque<std::string> owned;   // the keys below are views of these (a deque never moves them)
-  std::unordered_map<std::string_view, std::vector<std::pair<int, int>>> ranks;  // (field, rank)
-  std::unordered_set<std::string_view> tags, objects, text_keys;
+  struct Key {
+    std::vector<std::pair<int, int>> chains;  // (field, rank) of each chain it is in
+    bool tag = false, object = false, text = false;
+  };
+  std::unordered_map<std::string_view, Key> keys;  // one lookup tells all of a key
+  const Key *of(std::string_view key) const {
+    auto found = keys.find(key);
+    return found == keys.end() ? nullptr : &found->second;
+  }
   std::string_view own(std::string text) {
     owned.push_back(std::move(text));
     return owned.back();
@@ -627,6 +638,7 @@ struct Batch {
   std::vector<std::pair<uint32_t, Attribute>> found;
   std::vector<std::pair<uint32_t, Attribute>> shared;
   uint32_t spans_written = 0;
+  bool ids_hex = true;  // every id lowercase hex of its length, empty, or absent
 
   // Where each span's own attributes are in `found`, to let them win over its resource's.
   std::vector<std::pair<size_t, size_t>> own_rows;
@@ -655,29 +667,26 @@ struct Batch {
   // key-value list there is not a session id: its text counts as absent, and `nested` counts
   // it), as a column `_<field>` of the spans; rows only for the attributes still read as rows
   // (tags, metadata). As `otlp._chosen` and `spans_from_rows` do it.
-  int64_t chosen_rows(const Fields &fields, const Wanted &wanted) {
+  int64_t chosen_rows(const Fields &fields) {
     size_t n = fields.names.size();
     std::vector<int> best(n * spans_written, INT32_MAX);
     std::vector<size_t> from(n * spans_written, 0);
     int64_t nested_text = 0;
     for (size_t i = 0; i < found.size(); ++i) {
       auto &[at, a] = found[i];
-      std::string_view k = a.key;
-      bool text_key = fields.text_keys.count(k) > 0;
+      const Fields::Key *key = fields.of(a.key);
+      bool text_key = key && key->text;
       if (a.value.nested && text_key) ++nested_text;
-      if (a.value.known && !a.value.nested) {
-        auto chain = fields.ranks.find(k);
-        if (chain != fields.ranks.end()) {
-          for (auto [field, rank] : chain->second) {
-            size_t slot = size_t(field) * spans_written + at;
-            if (rank < best[slot]) {
-              best[slot] = rank;
-              from[slot] = i;
-            }
+      if (key && a.value.known && !a.value.nested) {
+        for (auto [field, rank] : key->chains) {
+          size_t slot = size_t(field) * spans_written + at;
+          if (rank < best[slot]) {
+            best[slot] = rank;
+            from[slot] = i;
           }
         }
       }
-      if (fields.tags.count(k) || wanted.prefixed(k)) attribute(at, a, a.value.nested && text_key);
+      if ((key && key->tag) || a.prefixed) attribute(at, a, a.value.nested && text_key);
     }
     for (size_t f = 0; f < n; ++f) {
       Text &column = spans->add<Text>(fields.names[f].c_str());
@@ -689,6 +698,15 @@ struct Batch {
     return nested_text;
   }
 };
+
+// As `otlp.ids_are_hex` checks an id: then `normalise_id` may skip its base64 branch.
+bool hex_id(const std::string &id, size_t length) {
+  if (id.empty()) return true;
+  if (id.size() != length) return false;
+  for (char c : id)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
 
 // An exception event's (seen, message): the first exception.message of the span's events.
 void events(od::value value, bool &seen, Value &message, bool &has_message) {
@@ -792,6 +810,8 @@ void span(od::value value, Batch &out, const Wanted &wanted) {
     }
   }
   for (int i = 0; i < 6; ++i) known[i] ? texts[i]->push(values[i]) : texts[i]->push_null();
+  for (int i = 0; i < 3; ++i)
+    if (known[i] && !hex_id(values[i], i == 0 ? 32 : 16)) out.ids_hex = false;
   status_code ? out.code.push(code) : out.code.push_null();
   status_message ? out.message.push(message) : out.message.push_null();
   out.exception.values.push(exception);
@@ -932,41 +952,34 @@ std::unique_ptr<Fields> make_fields(PyObject *chains, PyObject *tags, PyObject *
     fields->names.push_back(std::string("_") + text);
     int rank = 0;
     for (auto &key : strings(keys))
-      fields->ranks[fields->own(key)].emplace_back(int(fields->names.size()) - 1, rank++);
+      fields->keys[fields->own(key)].chains.emplace_back(int(fields->names.size()) - 1, rank++);
   }
   Py_DECREF(fast);
-  for (auto &key : strings(tags)) fields->tags.insert(fields->own(key));
-  for (auto &key : strings(objects)) fields->objects.insert(fields->own(key));
-  for (auto &key : strings(text_keys)) fields->text_keys.insert(fields->own(key));
+  for (auto &key : strings(tags)) fields->keys[fields->own(key)].tag = true;
+  for (auto &key : strings(objects)) fields->keys[fields->own(key)].object = true;
+  for (auto &key : strings(text_keys)) fields->keys[fields->own(key)].text = true;
   return fields;
 }
 
-// extract(lines: bytes, keys, prefixes[, chains, tags, objects, text_keys])
-//   -> ((schema, array) of spans, (schema, array) of attributes, nested text count | None)
-//      | None
+// extract(lines: bytes, keys, prefixes, chains, tags, objects, text_keys)
+//   -> ((schema, array) of spans, (schema, array) of attributes, nested text count | None,
+//       whether every id is lowercase hex) | None
 // `lines`: OTLP JSON documents one per line, as the polars path splits them (blank lines are
 // skipped; a document across lines, or two on one, is malformed there, and unsure here).
-// With the chains (and which keys are tags, JSON objects, and text), each field is chosen
-// here (`Batch::chosen_rows`) unless an attribute of the batch is a JSON object whose keys
-// may take part (then, as without them, every attribute is a row and the count is None).
+// Each field is chosen here from its chain (`Batch::chosen_rows`), unless an attribute of the
+// batch is a JSON object whose keys may take part: then every attribute is a row, and the
+// count is None.
 PyObject *extract(PyObject *, PyObject *args) {
   Py_buffer buffer;
-  PyObject *keys, *prefixes, *chains = nullptr, *tags = nullptr, *objects = nullptr,
-                             *text_keys = nullptr;
-  if (!PyArg_ParseTuple(args, "y*OO|OOOO", &buffer, &keys, &prefixes, &chains, &tags, &objects,
+  PyObject *keys, *prefixes, *chains, *tags, *objects, *text_keys;
+  if (!PyArg_ParseTuple(args, "y*OOOOOO", &buffer, &keys, &prefixes, &chains, &tags, &objects,
                         &text_keys))
     return nullptr;
   std::unique_ptr<Wanted> wanted;
   std::unique_ptr<Fields> fields;
   try {
     wanted = std::make_unique<Wanted>(strings(keys), strings(prefixes));
-    if (chains && chains != Py_None) {
-      if (!tags || !objects || !text_keys) {
-        PyErr_SetString(PyExc_TypeError, "chains need tags, objects and text keys");
-        throw std::runtime_error("fields");
-      }
-      fields = make_fields(chains, tags, objects, text_keys);
-    }
+    fields = make_fields(chains, tags, objects, text_keys);
   } catch (const std::runtime_error &) {
     PyBuffer_Release(&buffer);
     return nullptr;
@@ -1006,10 +1019,12 @@ PyObject *extract(PyObject *, PyObject *args) {
     for (auto &[at, a] : out->shared)
       if (!out->has(at, a.key)) out->found.emplace_back(at, std::move(a));
     bool objects_found = false;
-    if (fields)
-      for (auto &[at, a] : out->found) objects_found = objects_found || fields->objects.count(a.key);
-    if (fields && !objects_found) {
-      nested_text = out->chosen_rows(*fields, *wanted);
+    for (auto &[at, a] : out->found) {
+      const Fields::Key *key = fields->of(a.key);
+      objects_found = objects_found || (key && key->object);
+    }
+    if (!objects_found) {
+      nested_text = out->chosen_rows(*fields);
     } else {
       out->all_rows();
     }
@@ -1028,8 +1043,9 @@ PyObject *extract(PyObject *, PyObject *args) {
     Py_XDECREF(attrs);
     return nullptr;
   }
-  if (nested_text < 0) return Py_BuildValue("(NNO)", spans, attrs, Py_None);
-  return Py_BuildValue("(NNL)", spans, attrs, (long long)nested_text);
+  PyObject *ids_hex = out->ids_hex ? Py_True : Py_False;
+  if (nested_text < 0) return Py_BuildValue("(NNOO)", spans, attrs, Py_None, ids_hex);
+  return Py_BuildValue("(NNLO)", spans, attrs, (long long)nested_text, ids_hex);
 }
 
 PyObject *version(PyObject *, PyObject *) {

@@ -137,13 +137,14 @@ def test_fields_are_chosen_natively_unless_a_json_object_takes_part():
     keys = otlp.wanted_keys(CHAINS)
     plain = document(("gen_ai.request.model", "b"), ("gen_ai.response.model", "a"),
                      ("agentmark.tags", "x,y"), ("agentmark.metadata.plan", "pro"))  # fmt: skip
-    raw, attrs, nested = native.rows(plain + b"\n", keys, CHAINS)
+    raw, attrs, nested, hex_ids = native.rows(plain + b"\n", keys, CHAINS)
+    assert hex_ids
     assert nested == 0
     assert raw.get_column("_model").to_list() == ["a"]  # the response model ranks first
     assert sorted(attrs.get_column("key")) == ["agentmark.metadata.plan", "agentmark.tags"]
     assert_same(plain + b"\n")
     spread = document(("metadata", '{"user_id": "u1"}'), ("gen_ai.response.model", "a"))
-    raw, attrs, nested = native.rows(spread + b"\n", keys, CHAINS)
+    raw, attrs, nested, _ = native.rows(spread + b"\n", keys, CHAINS)
     assert nested is None
     assert "_model" not in raw.columns
     assert sorted(attrs.get_column("key")) == ["gen_ai.response.model", "metadata"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
+from typing import NamedTuple
 
 import polars as pl
 
@@ -51,27 +52,29 @@ class _Exported:
         return self._capsules
 
 
-def rows(
-    data: bytes, keys: list[str], chains: dict[str, tuple[str, ...]] | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame, int | None] | None:
-    """(spans, attributes, nested) of OTLP JSON lines, or None when the polars path must read
-    them. With `chains`, the spans come with each field's chosen text (`_<field>`), the
+class Rows(NamedTuple):
+    spans: pl.DataFrame
+    attributes: pl.DataFrame
+    nested: int | None  # see `rows`
+    ids_are_hex: bool  # as otlp.ids_are_hex(spans) would say
+
+
+def rows(data: bytes, keys: list[str], chains: dict[str, tuple[str, ...]]) -> Rows | None:
+    """(spans, attributes, nested, ids_are_hex) of OTLP JSON lines, or None when the polars
+    path must read them. The spans come with each field's chosen text (`_<field>`), the
     attributes are only those still read as rows (tags, metadata), and `nested` counts the
     arrays and key-value lists under text keys; unless the batch has a JSON-object attribute
-    (`metadata`, Langfuse's details), whose keys take part in the chains: then, as without
-    `chains`, every wanted attribute is a row and `nested` is None."""
+    (`metadata`, Langfuse's details), whose keys take part in the chains: then every wanted
+    attribute is a row, for polars to choose from, and `nested` is None."""
     assert _extension is not None
-    if chains is None:
-        found = _extension.extract(data, keys, METADATA_PREFIXES)
-    else:
-        found = _extension.extract(data, keys, METADATA_PREFIXES, *_fields(chains, keys))
+    found = _extension.extract(data, keys, METADATA_PREFIXES, *_fields(chains, keys))
     if found is None:
         return None
     spans = pl.Series(_Exported(found[0])).struct.unnest()
     attrs = pl.Series(_Exported(found[1])).struct.unnest()
     status = pl.struct(code=pl.col("code"), message=pl.col("message")).alias("status")
     spans = spans.with_row_index("row").with_columns(status).drop("code", "message")
-    return spans, attrs, found[2]
+    return Rows(spans, attrs, found[2], found[3])
 
 
 def _fields(chains: dict[str, tuple[str, ...]], keys: list[str]) -> tuple:

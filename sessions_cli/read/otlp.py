@@ -128,10 +128,16 @@ def spans_from_bytes(
     found = native.rows(data, wanted_keys(chains), chains)
     if found is None:
         return None
-    raw, attrs, nested = found
-    if not raw.height:
+    if not found.spans.height:
         return empty_spans()
-    return spans_from_rows(raw, attrs, chains, problems, nested_text=nested)
+    return spans_from_rows(
+        found.spans,
+        found.attributes,
+        chains,
+        problems,
+        nested_text=found.nested,
+        hex_ids=found.ids_are_hex,
+    )
 
 
 def _wanted_nested(lines: pl.Series, chains: dict[str, tuple[str, ...]]) -> bool:
@@ -269,6 +275,7 @@ def spans_from_rows(
     problems: Counter,
     *,
     nested_text: int | None = None,
+    hex_ids: bool | None = None,
 ) -> pl.DataFrame:
     """Normalised spans from one row per span (`row`, and OTLP's traceId, spanId,
     parentSpanId, name, startTimeUnixNano, endTimeUnixNano as text, status {code, message})
@@ -277,7 +284,8 @@ def spans_from_rows(
 
     `nested_text`: the native reader has already chosen each field (`_<field>` columns of
     `raw`, as `_chosen` does), kept only the tag and metadata rows, and counted this many
-    nested values under text keys (see native.rows)."""
+    nested values under text keys (see native.rows). `hex_ids`: what `ids_are_hex(raw)`
+    would say, when the reader knows."""
     if nested_text is None:
         keys = wanted_keys(chains)
         attrs = _with_json_objects(attrs)
@@ -300,7 +308,7 @@ def spans_from_rows(
         spans = spans.join(_metadata(attrs), on="row", how="left", maintain_order="left")
         extra.append("metadata")
     spans = _with_exceptions(spans)
-    *stages, last = _fields(chains, ids_are_hex(raw))
+    *stages, last = _fields(chains, ids_are_hex(raw) if hex_ids is None else hex_ids)
     for stage in stages:
         spans = spans.with_columns(stage)
     _count_problems(spans, problems)
