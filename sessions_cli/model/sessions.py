@@ -399,16 +399,17 @@ def _calls_by_model(spans: pl.DataFrame) -> pl.DataFrame:
             UNPRICED_CALL.sum().alias("unpriced_call_count"),
         )
     )
-    return per_model.group_by("trace_id").agg(_in_model_order(*_CALL_SUMS))
+    return _in_model_order(per_model, "trace_id", *_CALL_SUMS)
 
 
-def _in_model_order(*sums: str) -> pl.Expr:
-    """The per-model structs of a group, by model then provider (the same whatever the order
-    the rows came in)."""
+def _in_model_order(per_model: pl.DataFrame, key: str, *sums: str) -> pl.DataFrame:
+    """`key`, and the structs of its rows (one per model and provider) as `calls_by_model`, by
+    model then provider (the same whatever the order the rows came in). One sort of all the
+    rows, whose order each group keeps: a sort inside every group took three times as long."""
     return (
-        pl.struct("model", "provider", *sums)
-        .sort_by("model", "provider", nulls_last=True)
-        .alias("calls_by_model")
+        per_model.sort("model", "provider", nulls_last=True)
+        .group_by(key)
+        .agg(pl.struct("model", "provider", *sums).alias("calls_by_model"))
     )
 
 
@@ -430,8 +431,7 @@ def _sessions_by_model(traces: pl.DataFrame) -> pl.DataFrame:
         )
         .group_by("session_id", "model", "provider")
         .agg(pl.first("model_traces", "provider_traces"), *(pl.col(c).sum() for c in _CALL_SUMS))
-        .group_by("session_id")
-        .agg(_in_model_order("model_traces", "provider_traces", *_CALL_SUMS))
+        .pipe(_in_model_order, "session_id", "model_traces", "provider_traces", *_CALL_SUMS)
     )
 
 
