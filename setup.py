@@ -31,6 +31,7 @@ setup(
         Extension(
             "sessions_cli.read._otlp_simdjson",
             sources=["native/otlp_simdjson.cpp"],
+            depends=["native/rows.h"],
             libraries=["simdjson"],
             extra_compile_args=flags,
             extra_link_args=link,

@@ -9,253 +9,15 @@
 // returns None and the caller decodes the batch with polars: results never depend on which
 // path ran.
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "rows.h"
 
 #include <simdjson.h>
 
 #include <charconv>
-#include <cstdint>
-#include <cstring>
-#include <deque>
-#include <memory>
-#include <stdexcept>
-#include <string>
-#include <string_view>
-#include <unordered_map>
-#include <unordered_set>
-#include <vector>
 
 namespace od = simdjson::ondemand;
 
-// ---------------------------------------------------------------------------------------------
-// The Arrow C data interface (https://arrow.apache.org/docs/format/CDataInterface.html)
-
-extern "C" {
-struct ArrowSchema {
-  const char *format;
-  const char *name;
-  const char *metadata;
-  int64_t flags;
-  int64_t n_children;
-  struct ArrowSchema **children;
-  struct ArrowSchema *dictionary;
-  void (*release)(struct ArrowSchema *);
-  void *private_data;
-};
-struct ArrowArray {
-  int64_t length;
-  int64_t null_count;
-  int64_t offset;
-  int64_t n_buffers;
-  int64_t n_children;
-  const void **buffers;
-  struct ArrowArray **children;
-  struct ArrowArray *dictionary;
-  void (*release)(struct ArrowArray *);
-  void *private_data;
-};
-}
-
 namespace {
-
-constexpr int64_t ARROW_FLAG_NULLABLE = 2;
-
-struct Unsure {};  // thrown when this batch must go the polars way
-
-// Bit-packed validity or boolean values.
-struct Bits {
-  std::vector<uint8_t> bytes;
-  int64_t length = 0;
-  void push(bool bit) {
-    if ((length & 7) == 0) bytes.push_back(0);
-    if (bit) bytes.back() |= uint8_t(1u << (length & 7));
-    ++length;
-  }
-};
-
-// The columns of one table; each kind owns its buffers until the consumer releases them.
-struct Column {
-  virtual ~Column() = default;
-  virtual const char *format() const = 0;
-  virtual int64_t length() const = 0;
-  virtual int64_t nulls() const { return 0; }
-  virtual std::vector<const void *> buffers() const = 0;
-  virtual std::vector<Column *> children() { return {}; }
-  std::string name;
-};
-
-struct Text final : Column {
-  std::vector<int32_t> offsets{0};
-  std::string data;
-  Bits valid;
-  int64_t null_count = 0;
-  void push(std::string_view s) {
-    data.append(s);
-    if (data.size() > INT32_MAX) throw Unsure{};
-    offsets.push_back(int32_t(data.size()));
-    valid.push(true);
-  }
-  void push_null() {
-    offsets.push_back(int32_t(data.size()));
-    valid.push(false);
-    ++null_count;
-  }
-  const char *format() const override { return "u"; }
-  int64_t length() const override { return int64_t(offsets.size()) - 1; }
-  int64_t nulls() const override { return null_count; }
-  std::vector<const void *> buffers() const override {
-    return {valid.bytes.data(), offsets.data(), data.data()};
-  }
-};
-
-struct Flags final : Column {
-  Bits values;
-  const char *format() const override { return "b"; }
-  int64_t length() const override { return values.length; }
-  std::vector<const void *> buffers() const override { return {nullptr, values.bytes.data()}; }
-};
-
-struct Rows final : Column {
-  std::vector<uint32_t> values;
-  const char *format() const override { return "I"; }
-  int64_t length() const override { return int64_t(values.size()); }
-  std::vector<const void *> buffers() const override { return {nullptr, values.data()}; }
-};
-
-struct TextLists final : Column {  // list<utf8>
-  std::vector<int32_t> offsets{0};
-  Bits valid;
-  int64_t null_count = 0;
-  Text items;
-  void push(const std::vector<std::pair<bool, std::string>> &values) {
-    for (auto &[known, text] : values) known ? items.push(text) : items.push_null();
-    offsets.push_back(int32_t(items.length()));
-    valid.push(true);
-  }
-  void push_null() {
-    offsets.push_back(int32_t(items.length()));
-    valid.push(false);
-    ++null_count;
-  }
-  const char *format() const override { return "+l"; }
-  int64_t length() const override { return int64_t(offsets.size()) - 1; }
-  int64_t nulls() const override { return null_count; }
-  std::vector<const void *> buffers() const override {
-    return {valid.bytes.data(), offsets.data()};
-  }
-  std::vector<Column *> children() override {
-    items.name = "item";
-    return {&items};
-  }
-};
-
-// A struct array of columns, exported: the struct owns the columns (shared by every child).
-struct Table {
-  std::vector<std::unique_ptr<Column>> columns;
-  template <class T> T &add(const char *name) {
-    auto column = std::make_unique<T>();
-    column->name = name;
-    T &out = *column;
-    columns.push_back(std::move(column));
-    return out;
-  }
-};
-
-struct SchemaHolder {
-  std::vector<ArrowSchema *> children;
-  std::string name;
-};
-void release_schema(ArrowSchema *schema) {
-  auto *holder = static_cast<SchemaHolder *>(schema->private_data);
-  for (ArrowSchema *child : holder->children) {
-    if (child->release) child->release(child);
-    delete child;
-  }
-  delete holder;
-  schema->release = nullptr;
-}
-
-struct ArrayHolder {
-  std::vector<const void *> buffers;
-  std::vector<ArrowArray *> children;
-  std::shared_ptr<Table> keep;  // the root holds the table; children share it
-};
-void release_array(ArrowArray *array) {
-  auto *holder = static_cast<ArrayHolder *>(array->private_data);
-  for (ArrowArray *child : holder->children) {
-    if (child->release) child->release(child);
-    delete child;
-  }
-  delete holder;
-  array->release = nullptr;
-}
-
-void fill_schema(ArrowSchema *out, const char *format, const std::string &name,
-                 std::vector<ArrowSchema *> children) {
-  auto *holder = new SchemaHolder{std::move(children), name};
-  *out = ArrowSchema{format, holder->name.c_str(), nullptr, ARROW_FLAG_NULLABLE,
-                     int64_t(holder->children.size()), holder->children.data(), nullptr,
-                     release_schema, holder};
-}
-
-ArrowSchema *column_schema(Column &column) {
-  std::vector<ArrowSchema *> children;
-  for (Column *child : column.children()) children.push_back(column_schema(*child));
-  auto *schema = new ArrowSchema;
-  fill_schema(schema, column.format(), column.name, std::move(children));
-  return schema;
-}
-
-void fill_array(ArrowArray *out, int64_t length, int64_t nulls, std::vector<const void *> buffers,
-                std::vector<ArrowArray *> children, std::shared_ptr<Table> keep) {
-  auto *holder = new ArrayHolder{std::move(buffers), std::move(children), std::move(keep)};
-  *out = ArrowArray{length, nulls, 0, int64_t(holder->buffers.size()),
-                    int64_t(holder->children.size()), holder->buffers.data(),
-                    holder->children.data(), nullptr, release_array, holder};
-}
-
-ArrowArray *column_array(Column &column, const std::shared_ptr<Table> &keep) {
-  std::vector<ArrowArray *> children;
-  for (Column *child : column.children()) children.push_back(column_array(*child, keep));
-  auto *array = new ArrowArray;
-  fill_array(array, column.length(), column.nulls(), column.buffers(), std::move(children), keep);
-  return array;
-}
-
-void drop_schema(PyObject *capsule) {
-  auto *schema = static_cast<ArrowSchema *>(PyCapsule_GetPointer(capsule, "arrow_schema"));
-  if (schema->release) schema->release(schema);
-  delete schema;
-}
-void drop_array(PyObject *capsule) {
-  auto *array = static_cast<ArrowArray *>(PyCapsule_GetPointer(capsule, "arrow_array"));
-  if (array->release) array->release(array);
-  delete array;
-}
-
-// (schema capsule, array capsule) of the table as one struct array.
-PyObject *exported(std::shared_ptr<Table> table, int64_t length) {
-  std::vector<ArrowSchema *> fields;
-  std::vector<ArrowArray *> arrays;
-  for (auto &column : table->columns) {
-    fields.push_back(column_schema(*column));
-    arrays.push_back(column_array(*column, table));
-  }
-  auto *schema = new ArrowSchema;
-  fill_schema(schema, "+s", "", std::move(fields));
-  schema->flags = 0;
-  auto *array = new ArrowArray;
-  fill_array(array, length, 0, {nullptr}, std::move(arrays), table);
-  PyObject *s = PyCapsule_New(schema, "arrow_schema", drop_schema);
-  PyObject *a = PyCapsule_New(array, "arrow_array", drop_array);
-  if (!s || !a) {
-    Py_XDECREF(s);
-    Py_XDECREF(a);
-    return nullptr;
-  }
-  return Py_BuildValue("(NN)", s, a);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Values as the polars path reads them
@@ -373,39 +135,6 @@ bool scalar_text(od::value value, std::string &out) {
   }
 }
 
-// Unicode White_Space, which polars' strip_chars removes from both ends.
-bool is_space(uint32_t c) {
-  return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
-         c == 0x205f || c == 0x3000;
-}
-
-// The code point starting at s[i] and its length in bytes (the text is valid UTF-8).
-std::pair<uint32_t, size_t> code_point(std::string_view s, size_t i) {
-  auto b = uint8_t(s[i]);
-  if (b < 0x80) return {b, 1};
-  size_t n = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
-  uint32_t c = b & (0x7f >> n);
-  for (size_t k = 1; k < n; ++k) c = (c << 6) | (uint8_t(s[i + k]) & 0x3f);
-  return {c, n};
-}
-
-std::string_view trimmed(std::string_view s) {
-  while (!s.empty()) {
-    auto [c, n] = code_point(s, 0);
-    if (!is_space(c)) break;
-    s.remove_prefix(n);
-  }
-  while (!s.empty()) {
-    size_t i = s.size() - 1;
-    while (i > 0 && (uint8_t(s[i]) & 0xc0) == 0x80) --i;
-    auto [c, n] = code_point(s, i);
-    if (!is_space(c)) break;
-    s.remove_suffix(s.size() - i);
-  }
-  return s;
-}
-
 // A string written without escapes, as a view of the input (most keys are); a null view when
 // the value is anything else, to be read by `scalar_text`. simdjson's first stage has already
 // checked the document's UTF-8 and that no control character is left unescaped.
@@ -420,15 +149,6 @@ std::string_view plain_string(od::value value) {
   return token;
 }
 
-// An attribute's value as (text, items, nested), as `otlp._attribute_rows` has it.
-struct Value {
-  bool known = false;  // text is not null
-  std::string text;
-  bool list = false;  // items is not null
-  std::vector<std::pair<bool, std::string>> items;
-  bool nested = false;
-};
-
 // The first scalar of an AnyValue object, in polars' coalesce order.
 const char *const SCALARS[] = {"stringValue", "intValue", "doubleValue", "boolValue",
                                "bytesValue"};
@@ -437,12 +157,6 @@ int scalar_rank(std::string_view key) {
   for (int i = 0; i < 5; ++i)
     if (key == SCALARS[i]) return i;
   return -1;
-}
-
-bool plain_ascii(std::string_view s) {
-  for (char c : s)
-    if (uint8_t(c) < 0x20 || uint8_t(c) >= 0x7f || c == '"' || c == '\\') return false;
-  return true;
 }
 
 // AnyValue -> Value. At the top (an attribute's value) the text is trimmed, "" is absent, and
@@ -525,29 +239,6 @@ Value any_value(od::value value, bool top) {
   return out;
 }
 
-struct Wanted {
-  // Views of `owned`, so that a key read from the input is looked up without a copy.
-  std::vector<std::string> owned;
-  std::unordered_set<std::string_view> keys;
-  std::vector<std::string> prefixes;
-  Wanted(std::vector<std::string> wanted, std::vector<std::string> prefixes)
-      : owned(std::move(wanted)), keys(owned.begin(), owned.end()),
-        prefixes(std::move(prefixes)) {}
-  // 0: not wanted; 1: a wanted key; 2: under a prefix; 3: both.
-  int kind(std::string_view key) const { return (keys.count(key) ? 1 : 0) | (prefixed(key) ? 2 : 0); }
-  bool prefixed(std::string_view key) const {
-    for (auto &prefix : prefixes)
-      if (key.substr(0, prefix.size()) == prefix) return true;
-    return false;
-  }
-};
-
-struct Attribute {
-  std::string key;
-  Value value;
-  bool prefixed = false;  // under a metadata prefix
-};
-
 // The wanted attributes of an `attributes` array, in order; a repeated wanted key: unsure.
 std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool top = true) {
   std::vector<Attribute> out;
@@ -593,119 +284,6 @@ std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool to
     out.push_back({std::string(key), std::move(parsed), (kind & 2) != 0});
   }
   return out;
-}
-
-// What the batch's fields are made of, when the caller asks for them to be chosen here.
-struct Fields {
-  std::vector<std::string> names;  // "_<field>", a column each
-  std::deque<std::string> owned;   // the keys below are views of these (a deque never moves them)
-  struct Key {
-    std::vector<std::pair<int, int>> chains;  // (field, rank) of each chain it is in
-    bool tag = false, object = false, text = false;
-  };
-  std::unordered_map<std::string_view, Key> keys;  // one lookup tells all of a key
-  const Key *of(std::string_view key) const {
-    auto found = keys.find(key);
-    return found == keys.end() ? nullptr : &found->second;
-  }
-  std::string_view own(std::string text) {
-    owned.push_back(std::move(text));
-    return owned.back();
-  }
-};
-
-struct Batch {
-  std::shared_ptr<Table> spans = std::make_shared<Table>();
-  std::shared_ptr<Table> attrs = std::make_shared<Table>();
-  Text &trace_id = spans->add<Text>("traceId");
-  Text &span_id = spans->add<Text>("spanId");
-  Text &parent = spans->add<Text>("parentSpanId");
-  Text &name = spans->add<Text>("name");
-  Text &start = spans->add<Text>("startTimeUnixNano");
-  Text &end = spans->add<Text>("endTimeUnixNano");
-  Text &code = spans->add<Text>("code");
-  Text &message = spans->add<Text>("message");
-  Flags &exception = spans->add<Flags>("_exception");
-  Text &exception_message = spans->add<Text>("_exception_message");
-  Rows &row = attrs->add<Rows>("row");
-  Text &key = attrs->add<Text>("key");
-  Text &text = attrs->add<Text>("text");
-  TextLists &items = attrs->add<TextLists>("items");
-  Flags &nested = attrs->add<Flags>("nested");
-  // Every wanted attribute of every span, in the polars path's order: a span's own, and at
-  // the end its resource's (`shared`, waiting until every span's own are in), the first of a
-  // (row, key) kept.
-  std::vector<std::pair<uint32_t, Attribute>> found;
-  std::vector<std::pair<uint32_t, Attribute>> shared;
-  uint32_t spans_written = 0;
-  bool ids_hex = true;  // every id lowercase hex of its length, empty, or absent
-
-  // Where each span's own attributes are in `found`, to let them win over its resource's.
-  std::vector<std::pair<size_t, size_t>> own_rows;
-
-  bool has(uint32_t at, const std::string &wanted) const {
-    auto [first, last] = own_rows[at];
-    for (size_t i = first; i < last; ++i)
-      if (found[i].second.key == wanted) return true;
-    return false;
-  }
-
-  void attribute(uint32_t at, const Attribute &a, bool null_text = false) {
-    row.values.push_back(at);
-    key.push(a.key);
-    a.value.known && !null_text ? text.push(a.value.text) : text.push_null();
-    a.value.list ? items.push(a.value.items) : items.push_null();
-    nested.values.push(a.value.nested);
-  }
-
-  // Every attribute as a row, for the caller to choose fields from.
-  void all_rows() {
-    for (auto &[at, a] : found) attribute(at, a);
-  }
-
-  // Each field's text from the first key of its chain that has a scalar value (an array or
-  // key-value list there is not a session id: its text counts as absent, and `nested` counts
-  // it), as a column `_<field>` of the spans; rows only for the attributes still read as rows
-  // (tags, metadata). As `otlp._chosen` and `spans_from_rows` do it.
-  int64_t chosen_rows(const Fields &fields) {
-    size_t n = fields.names.size();
-    std::vector<int> best(n * spans_written, INT32_MAX);
-    std::vector<size_t> from(n * spans_written, 0);
-    int64_t nested_text = 0;
-    for (size_t i = 0; i < found.size(); ++i) {
-      auto &[at, a] = found[i];
-      const Fields::Key *key = fields.of(a.key);
-      bool text_key = key && key->text;
-      if (a.value.nested && text_key) ++nested_text;
-      if (key && a.value.known && !a.value.nested) {
-        for (auto [field, rank] : key->chains) {
-          size_t slot = size_t(field) * spans_written + at;
-          if (rank < best[slot]) {
-            best[slot] = rank;
-            from[slot] = i;
-          }
-        }
-      }
-      if ((key && key->tag) || a.prefixed) attribute(at, a, a.value.nested && text_key);
-    }
-    for (size_t f = 0; f < n; ++f) {
-      Text &column = spans->add<Text>(fields.names[f].c_str());
-      for (uint32_t at = 0; at < spans_written; ++at) {
-        size_t slot = f * spans_written + at;
-        best[slot] == INT32_MAX ? column.push_null() : column.push(found[from[slot]].second.value.text);
-      }
-    }
-    return nested_text;
-  }
-};
-
-// As `otlp.ids_are_hex` checks an id: then `normalise_id` may skip its base64 branch.
-bool hex_id(const std::string &id, size_t length) {
-  if (id.empty()) return true;
-  if (id.size() != length) return false;
-  for (char c : id)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
 }
 
 // An exception event's (seen, message): the first exception.message of the span's events.
@@ -909,56 +487,10 @@ void document(od::document &doc, Batch &out, const Wanted &wanted) {
   if (!found) throw Unsure{};
 }
 
-std::vector<std::string> strings(PyObject *sequence) {
-  std::vector<std::string> out;
-  PyObject *fast = PySequence_Fast(sequence, "expected a sequence of str");
-  if (!fast) throw std::runtime_error("keys");
-  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); ++i) {
-    Py_ssize_t n;
-    const char *s = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(fast, i), &n);
-    if (!s) {
-      Py_DECREF(fast);
-      throw std::runtime_error("keys");
-    }
-    out.emplace_back(s, size_t(n));
-  }
-  Py_DECREF(fast);
-  return out;
-}
-
 bool blank(const char *p, const char *end) {
   for (; p < end; ++p)
     if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') return false;
   return true;
-}
-
-// fields: ((name, (key, ...)), ...), tags, objects, text keys -> Fields
-std::unique_ptr<Fields> make_fields(PyObject *chains, PyObject *tags, PyObject *objects,
-                                    PyObject *text_keys) {
-  auto fields = std::make_unique<Fields>();
-  PyObject *fast = PySequence_Fast(chains, "expected a sequence of (field, keys)");
-  if (!fast) throw std::runtime_error("fields");
-  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); ++i) {
-    PyObject *name, *keys;
-    if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "UO", &name, &keys)) {
-      Py_DECREF(fast);
-      throw std::runtime_error("fields");
-    }
-    const char *text = PyUnicode_AsUTF8(name);
-    if (!text) {
-      Py_DECREF(fast);
-      throw std::runtime_error("fields");
-    }
-    fields->names.push_back(std::string("_") + text);
-    int rank = 0;
-    for (auto &key : strings(keys))
-      fields->keys[fields->own(key)].chains.emplace_back(int(fields->names.size()) - 1, rank++);
-  }
-  Py_DECREF(fast);
-  for (auto &key : strings(tags)) fields->keys[fields->own(key)].tag = true;
-  for (auto &key : strings(objects)) fields->keys[fields->own(key)].object = true;
-  for (auto &key : strings(text_keys)) fields->keys[fields->own(key)].text = true;
-  return fields;
 }
 
 // extract(lines: bytes, keys, prefixes, chains, tags, objects, text_keys)
@@ -1016,18 +548,7 @@ PyObject *extract(PyObject *, PyObject *args) {
       }
       p = stop + 1;
     }
-    for (auto &[at, a] : out->shared)
-      if (!out->has(at, a.key)) out->found.emplace_back(at, std::move(a));
-    bool objects_found = false;
-    for (auto &[at, a] : out->found) {
-      const Fields::Key *key = fields->of(a.key);
-      objects_found = objects_found || (key && key->object);
-    }
-    if (!objects_found) {
-      nested_text = out->chosen_rows(*fields);
-    } else {
-      out->all_rows();
-    }
+    nested_text = finish(*out, *fields);
   } catch (const Unsure &) {
     unsure = true;
   } catch (const std::bad_alloc &) {
@@ -1036,16 +557,7 @@ PyObject *extract(PyObject *, PyObject *args) {
   Py_END_ALLOW_THREADS
   PyBuffer_Release(&buffer);
   if (unsure) Py_RETURN_NONE;
-  PyObject *spans = exported(out->spans, out->spans_written);
-  PyObject *attrs = exported(out->attrs, int64_t(out->row.values.size()));
-  if (!spans || !attrs) {
-    Py_XDECREF(spans);
-    Py_XDECREF(attrs);
-    return nullptr;
-  }
-  PyObject *ids_hex = out->ids_hex ? Py_True : Py_False;
-  if (nested_text < 0) return Py_BuildValue("(NNOO)", spans, attrs, Py_None, ids_hex);
-  return Py_BuildValue("(NNLO)", spans, attrs, (long long)nested_text, ids_hex);
+  return result(*out, nested_text);
 }
 
 PyObject *version(PyObject *, PyObject *) {
