@@ -327,7 +327,8 @@ def stamp(args: argparse.Namespace) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     versions = ", ".join(package(n) for n in ("sessions-cli", "polars", "duckdb", "genai-prices"))
     reader = subprocess.run([SESSIONS, "--version"], capture_output=True, text=True).stdout
-    versions += "; " + reader.strip().rsplit("; ", 1)[-1].removesuffix(")")  # the outer one
+    # The readers: what follows the price table, without the outer parenthesis.
+    versions += "; " + "; ".join(reader.strip().removesuffix(")").split("; ")[1:])
     sizes = args.sizes or "''"
     return (
         f"## {when}, commit {commit}\n\n"

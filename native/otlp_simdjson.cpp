@@ -135,6 +135,28 @@ bool scalar_text(od::value value, std::string &out) {
   }
 }
 
+std::string_view trimmed(std::string_view s) {
+  while (!s.empty()) {
+    auto [c, n] = code_point(s, 0);
+    if (!is_space(c)) break;
+    s.remove_prefix(n);
+  }
+  while (!s.empty()) {
+    size_t i = s.size() - 1;
+    while (i > 0 && (uint8_t(s[i]) & 0xc0) == 0x80) --i;
+    auto [c, n] = code_point(s, i);
+    if (!is_space(c)) break;
+    s.remove_suffix(s.size() - i);
+  }
+  return s;
+}
+
+bool plain_ascii(std::string_view s) {
+  for (char c : s)
+    if (uint8_t(c) < 0x20 || uint8_t(c) >= 0x7f || c == '"' || c == '\\') return false;
+  return true;
+}
+
 // A string written without escapes, as a view of the input (most keys are); a null view when
 // the value is anything else, to be read by `scalar_text`. simdjson's first stage has already
 // checked the document's UTF-8 and that no control character is left unescaped.

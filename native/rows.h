@@ -267,22 +267,6 @@ std::pair<uint32_t, size_t> code_point(std::string_view s, size_t i) {
   return {c, n};
 }
 
-std::string_view trimmed(std::string_view s) {
-  while (!s.empty()) {
-    auto [c, n] = code_point(s, 0);
-    if (!is_space(c)) break;
-    s.remove_prefix(n);
-  }
-  while (!s.empty()) {
-    size_t i = s.size() - 1;
-    while (i > 0 && (uint8_t(s[i]) & 0xc0) == 0x80) --i;
-    auto [c, n] = code_point(s, i);
-    if (!is_space(c)) break;
-    s.remove_suffix(s.size() - i);
-  }
-  return s;
-}
-
 // An attribute's value as (text, items, nested), as `otlp._attribute_rows` has it.
 struct Value {
   bool known = false;  // text is not null
@@ -291,12 +275,6 @@ struct Value {
   std::vector<std::pair<bool, std::string>> items;
   bool nested = false;
 };
-
-bool plain_ascii(std::string_view s) {
-  for (char c : s)
-    if (uint8_t(c) < 0x20 || uint8_t(c) >= 0x7f || c == '"' || c == '\\') return false;
-  return true;
-}
 
 struct Wanted {
   // Views of `owned`, so that a key read from the input is looked up without a copy.

@@ -45,7 +45,8 @@ def _show_version(ctx: click.Context) -> None:
     from sessions_cli.read import native
 
     click.echo(f"sessions {__version__} (price table: {_price_table()}; "
-               f"JSON reader: {native.describe()})")  # fmt: skip
+               f"JSON reader: {native.describe()}; "
+               f"protobuf reader: {native.describe_protobuf()})")  # fmt: skip
     ctx.exit()
 
 

@@ -1,10 +1,14 @@
-"""The native OTLP JSON extractor (native/otlp_simdjson.cpp, simdjson On-Demand), when it was
-built: the span rows and wanted-attribute rows of a batch of lines, as `otlp.spans_from_rows`
-takes them, for a fraction of what decoding whole documents with polars costs.
+"""The native readers, when they were built: the span rows and wanted-attribute rows of a
+batch, as `otlp.spans_from_rows` takes them, each field's key already chosen.
 
-It answers only when it is sure to read the batch exactly as the polars path does; otherwise
-(None) the batch is decoded by polars, so results never depend on which path ran.
-SESSIONS_NATIVE=0 turns it off.
+- OTLP JSON lines (native/otlp_simdjson.cpp, simdjson On-Demand), for a fraction of what
+  decoding whole documents with polars costs;
+- OTLP protobuf requests (native/otlp_protobuf.cpp, libprotobuf with the classes generated from
+  opentelemetry-proto's descriptors), instead of a Python walk over every message.
+
+Each answers only when it is sure to read the batch exactly as the Python path does; otherwise
+(None) the batch is read by that path, so results never depend on which one ran.
+SESSIONS_NATIVE=0 turns both off.
 """
 
 from __future__ import annotations
@@ -19,18 +23,29 @@ import polars as pl
 from sessions_cli.read.keys import JSON_OBJECTS, METADATA_PREFIXES, TAGS
 
 
-def _load() -> ModuleType | None:
+def _load(name: str) -> ModuleType | None:
     try:
-        return importlib.import_module("sessions_cli.read._otlp_simdjson")
-    except ImportError:  # built without a compiler or without simdjson: the polars path runs
+        return importlib.import_module(f"sessions_cli.read.{name}")
+    except ImportError:  # built without a compiler or a library: the Python path runs
         return None
 
 
-_extension = _load()
+_extension = _load("_otlp_simdjson")
+_protobuf = _load("_otlp_protobuf")
+
+
+def _enabled() -> bool:
+    return os.environ.get("SESSIONS_NATIVE", "1") != "0"
 
 
 def active() -> bool:
-    return _extension is not None and os.environ.get("SESSIONS_NATIVE", "1") != "0"
+    """Whether the native JSON reader runs."""
+    return _extension is not None and _enabled()
+
+
+def protobuf_active() -> bool:
+    """Whether the native protobuf reader runs."""
+    return _protobuf is not None and _enabled()
 
 
 def describe() -> str:
@@ -40,6 +55,15 @@ def describe() -> str:
     if not active():
         return "polars (SESSIONS_NATIVE=0)"
     return f"native (simdjson {_extension.simdjson_version()})"
+
+
+def describe_protobuf() -> str:
+    """Which protobuf reader runs, for `sessions --version`."""
+    if _protobuf is None:
+        return "Python (the native libprotobuf reader is not built)"
+    if not protobuf_active():
+        return "Python (SESSIONS_NATIVE=0)"
+    return f"native (libprotobuf {_protobuf.protobuf_version()})"
 
 
 class _Exported:
@@ -67,7 +91,19 @@ def rows(data: bytes, keys: list[str], chains: dict[str, tuple[str, ...]]) -> Ro
     (`metadata`, Langfuse's details), whose keys take part in the chains: then every wanted
     attribute is a row, for polars to choose from, and `nested` is None."""
     assert _extension is not None
-    found = _extension.extract(data, keys, METADATA_PREFIXES, *_fields(chains, keys))
+    return _rows(_extension.extract(data, keys, METADATA_PREFIXES, *_fields(chains, keys)))
+
+
+def protobuf_rows(
+    bodies: list[bytes], keys: list[str], chains: dict[str, tuple[str, ...]]
+) -> Rows | None:
+    """`rows` of OTLP protobuf ExportTraceServiceRequests, or None when the Python walk must
+    read them (see native/otlp_protobuf.cpp)."""
+    assert _protobuf is not None
+    return _rows(_protobuf.read(bodies, keys, METADATA_PREFIXES, *_fields(chains, keys)))
+
+
+def _rows(found: tuple | None) -> Rows | None:
     if found is None:
         return None
     spans = pl.Series(_Exported(found[0])).struct.unnest()

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from sessions_cli.errors import InputError
-from sessions_cli.read import otlp
+from sessions_cli.read import native, otlp
 from sessions_cli.read.keys import METADATA_PREFIXES
 from sessions_cli.read.schema import empty_spans
 
@@ -128,6 +128,28 @@ def what_else(body: bytes) -> str | None:
                for scope in getattr(r, inner)):  # fmt: skip
             return f"OTLP {kind}, not traces"
     return None
+
+
+def spans_from_bodies(
+    bodies: list[bytes], chains: dict[str, tuple[str, ...]], problems: Counter
+) -> pl.DataFrame | None:
+    """`spans_of` the requests in `bodies` by the native reader, when it is built and sure of
+    them (see read/native.py); None: parse and walk them here."""
+    if not native.protobuf_active():
+        return None
+    found = native.protobuf_rows(bodies, otlp.wanted_keys(chains), chains)
+    if found is None:
+        return None
+    if not found.spans.height:
+        return empty_spans()
+    return otlp.spans_from_rows(
+        found.spans,
+        found.attributes,
+        chains,
+        problems,
+        nested_text=found.nested,
+        hex_ids=found.ids_are_hex,
+    )
 
 
 def spans_of(messages: list, chains: dict[str, tuple[str, ...]], problems: Counter):

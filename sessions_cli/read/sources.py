@@ -318,6 +318,11 @@ class _Reader:
         bodies, size, label = self.bodies, self.bodies_bytes, self.bodies_label
         self.bodies, self.bodies_bytes = [], 0
         self.protobuf_batches += 1
+        if native.protobuf_active() and self.pool is not None:  # GIL released: threads do
+            job = self.pool.submit(_parse_bodies, bodies, self.chains, label)
+            self.queue.append((job, size))
+            self._drain(keep=self.workers)
+            return
         if self.protobuf_batches == 2 and self.protobuf_processes > 1:  # a big input
             import multiprocessing
 
@@ -888,8 +893,11 @@ def _parse_bodies(bodies: list[bytes], chains, label: str) -> _Parsed:
     """A batch of protobuf request bodies -> normalised spans (run in a worker process for a
     big input: module-level, and everything it takes and returns pickles)."""
     parsed = _Parsed(label, empty_spans())
-    messages = [protobuf.request(body, label) for body in bodies]
-    parsed.spans = compact(protobuf.spans_of(messages, chains, parsed.problems))
+    spans = protobuf.spans_from_bodies(bodies, chains, parsed.problems)
+    if spans is None:
+        messages = [protobuf.request(body, label) for body in bodies]
+        spans = protobuf.spans_of(messages, chains, parsed.problems)
+    parsed.spans = compact(spans)
     return parsed
 
 
