@@ -496,3 +496,51 @@ def test_a_zstd_stream_cut_short_says_so_and_keeps_what_came_before(tmp_path):
     whole = tmp_path / "whole.jsonl.zst"
     whole.write_bytes(packed + zstandard.ZstdCompressor().compress(b""))  # two frames
     assert len(listed(whole)[1]) == 3000
+
+
+def _request(session: str) -> bytes:
+    """An ExportTraceServiceRequest of one span in its own trace and session."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    message = ExportTraceServiceRequest()
+    one = message.resource_spans.add().scope_spans.add().spans.add()
+    one.trace_id = session.encode().rjust(16, b"0")
+    one.span_id = b"\x01" * 8
+    one.name = "turn"
+    one.start_time_unix_nano, one.end_time_unix_nano = 1_790_000_000 * 10**9, 1_790_000_001 * 10**9
+    attribute = one.attributes.add()
+    attribute.key, attribute.value.string_value = "session.id", session
+    return message.SerializeToString()
+
+
+def _framed(*bodies: bytes) -> bytes:
+    return b"".join(len(body).to_bytes(4, "big") + body for body in bodies)
+
+
+@pytest.mark.parametrize(("native_on", "processes"), [("1", 1), ("0", 1), ("0", 2)])
+def test_a_bad_message_ends_its_framed_file_there_and_no_other(
+    tmp_path, monkeypatch, native_on, processes
+):
+    """Messages are checked where they are decoded, on worker threads or processes, and the
+    batches after the bad one were decoded ahead: its file still keeps exactly the messages
+    before it, and the next file all of its own, with small batches and large."""
+    monkeypatch.setenv("SESSIONS_NATIVE", native_on)
+    before = [_request(f"s{i:02}") for i in range(12)]
+    after = [_request(f"s{i:02}") for i in range(12, 20)]
+    bad = b"\xff\xff\xff\xff"  # not a protobuf message: tag 0x7fffffff... never ends
+    cut, whole = tmp_path / "a.binpb", tmp_path / "b.binpb"
+    cut.write_bytes(_framed(*before, bad, *after))
+    whole.write_bytes(_framed(_request("w1"), _request("w2")))
+    offset = len(_framed(*before))
+    sources = [inputs.Source(str(cut), cut), inputs.Source(str(whole), whole)]
+    for chunk_bytes in (150, 1_000_000):
+        tuning = Tuning(chunk_bytes=chunk_bytes, read_workers=2, protobuf_processes=processes)
+        spans, report = loading.read_spans(sources, _chains(), tuning=tuning)
+        expected = [f"s{i:02}" for i in range(12)] + ["w1", "w2"]
+        assert sorted(spans.get_column("session_id").to_list()) == expected
+        assert report.truncated == {
+            str(cut): f"the message at byte {offset:,} is not an OTLP traces request; the "
+            "messages before it are read, the rest is lost"
+        }

@@ -254,6 +254,10 @@ class _Reader:
         self.bodies: list[bytes] = []
         self.bodies_label = ""
         self.bodies_bytes = 0
+        # Where each body of a framed file's batch starts; None for a batch of bare bodies.
+        self.bodies_offsets: list[int] | None = None
+        # Framed files a bad message ended: their later batches, decoded ahead, are dropped.
+        self.cut_files: set[str] = set()
         self.processes: ProcessPoolExecutor | None = None
         self.protobuf_batches = 0
         self.queue: deque = deque()  # frames and pending batches, in reading order
@@ -299,15 +303,25 @@ class _Reader:
             if self.batch_bytes >= self.chunk_bytes:
                 self._submit()
 
-    def add_body(self, body: bytes, label: str) -> None:
-        """One protobuf ExportTraceServiceRequest (already checked to parse), in its place in
-        the order."""
+    def add_body(self, body: bytes, label: str, offset: int | None = None) -> None:
+        """One protobuf ExportTraceServiceRequest, in its place in the order. A bare body was
+        checked to parse when it was read; a framed file's messages (`offset`: where each
+        starts) are checked where they are decoded, off this thread, so their batches hold one
+        file each: a bad message ends its file there, keeping what came before."""
         self._submit()
+        framed = offset is not None
+        if self.bodies and (framed != (self.bodies_offsets is not None) or (
+            framed and label != self.bodies_label
+        )):  # fmt: skip
+            self._submit_bodies()
         if not self.bodies:
             self.bodies_label = label
+            self.bodies_offsets = [] if framed else None
         elif label != self.bodies_label and not self.bodies_label.endswith("more files)"):
             self.bodies_label += " (and more files)"
         self.bodies.append(body)
+        if self.bodies_offsets is not None:
+            self.bodies_offsets.append(offset)  # type: ignore[arg-type]
         self.bodies_bytes += len(body)
         if self.bodies_bytes >= self.chunk_bytes:
             self._submit_bodies()
@@ -316,10 +330,11 @@ class _Reader:
         if not self.bodies:
             return
         bodies, size, label = self.bodies, self.bodies_bytes, self.bodies_label
-        self.bodies, self.bodies_bytes = [], 0
+        batch = (bodies, self.chains, label, self.bodies_offsets)
+        self.bodies, self.bodies_bytes, self.bodies_offsets = [], 0, None
         self.protobuf_batches += 1
         if native.protobuf_active() and self.pool is not None:  # GIL released: threads do
-            job = self.pool.submit(_parse_bodies, bodies, self.chains, label)
+            job = self.pool.submit(_parse_bodies, *batch)
             self.queue.append((job, size))
             self._drain(keep=self.workers)
             return
@@ -331,9 +346,9 @@ class _Reader:
                 self.protobuf_processes, mp_context=multiprocessing.get_context("spawn")
             )
         if self.processes is None:
-            self.queue.append((_parse_bodies(bodies, self.chains, label), size))
+            self.queue.append((_parse_bodies(*batch), size))
         else:
-            job = self.processes.submit(_parse_bodies, bodies, self.chains, label)
+            job = self.processes.submit(_parse_bodies, *batch)
             self.queue.append((job, size))
         self._drain(keep=self.workers)
 
@@ -360,8 +375,10 @@ class _Reader:
             if isinstance(item, pl.DataFrame):
                 self.store.add(compact(item))
                 continue
-            parsed, size = item
-            self.store.add(self._merge(parsed if isinstance(parsed, _Parsed) else parsed.result()))
+            job, size = item
+            parsed = job if isinstance(job, _Parsed) else job.result()
+            if parsed.label not in self.cut_files:
+                self.store.add(self._merge(parsed))
             self.bytes_read += size
             if self.progress is not None:
                 self.progress(self.bytes_read)
@@ -377,6 +394,9 @@ class _Reader:
             if label not in report.surrogates:
                 report.surrogates.append(label)
         report.add_problems(parsed.label, parsed.problems)
+        if parsed.cut is not None:  # the earliest break: it overrides a framing one after it
+            report.truncated[parsed.label] = parsed.cut
+            self.cut_files.add(parsed.label)
         return parsed.spans
 
 
@@ -452,20 +472,12 @@ def _read_console(data: bytes, label: str, reader: _Reader) -> None:
 
 
 def _read_framed(stream: BinaryIO, label: str, reader: _Reader) -> None:
-    """The Collector's framed protobuf: each message checked here (a bad one ends the file
-    there, keeping what came before), decoded in batches by the reader."""
+    """The Collector's framed protobuf, each message in its place (the reader checks them)."""
     offset = 0
     try:
         for body in protobuf.frames(stream):
-            try:
-                protobuf.request(body, label)
-            except InputError:
-                raise protobuf.Truncated(
-                    f"the message at byte {offset:,} is not an OTLP traces request; the "
-                    "messages before it are read, the rest is lost"
-                ) from None
+            reader.add_body(body, label, offset)
             offset += 4 + len(body)
-            reader.add_body(body, label)
     except protobuf.Truncated as exc:
         reader.report.truncated[label] = str(exc)
 
@@ -887,15 +899,29 @@ class _Parsed:
     invalid_utf8: set[str] = field(default_factory=set)
     surrogates: set[str] = field(default_factory=set)
     problems: Counter = field(default_factory=Counter)
+    cut: str | None = None  # why a framed file ends early at a message of this batch
 
 
-def _parse_bodies(bodies: list[bytes], chains, label: str) -> _Parsed:
+def _parse_bodies(bodies: list[bytes], chains, label: str, offsets: list[int] | None) -> _Parsed:
     """A batch of protobuf request bodies -> normalised spans (run in a worker process for a
-    big input: module-level, and everything it takes and returns pickles)."""
+    big input: module-level, and everything it takes and returns pickles). A framed file's
+    batch (`offsets`) keeps the messages before one that is not a request and cuts the file
+    there; bare bodies were checked when read."""
     parsed = _Parsed(label, empty_spans())
     spans = protobuf.spans_from_bodies(bodies, chains, parsed.problems)
-    if spans is None:
-        messages = [protobuf.request(body, label) for body in bodies]
+    if spans is None:  # unsure, or a message does not parse: each is parsed here
+        messages = []
+        for number, body in enumerate(bodies):
+            try:
+                messages.append(protobuf.request(body, label))
+            except InputError:
+                if offsets is None:
+                    raise
+                parsed.cut = (
+                    f"the message at byte {offsets[number]:,} is not an OTLP traces request; "
+                    "the messages before it are read, the rest is lost"
+                )
+                break
         spans = protobuf.spans_of(messages, chains, parsed.problems)
     parsed.spans = compact(spans)
     return parsed
