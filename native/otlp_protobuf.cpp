@@ -148,14 +148,21 @@ std::vector<Attribute> wanted_of(
   return out;
 }
 
-std::string hex(const std::string &bytes) {
+// Bytes as lowercase hex, into `out` (twice their size); a view of what it wrote.
+std::string_view hex(const std::string &bytes, char *out) {
   static const char digits[] = "0123456789abcdef";
-  std::string out(bytes.size() * 2, '0');
   for (size_t i = 0; i < bytes.size(); ++i) {
     out[2 * i] = digits[uint8_t(bytes[i]) >> 4];
     out[2 * i + 1] = digits[uint8_t(bytes[i]) & 15];
   }
-  return out;
+  return {out, bytes.size() * 2};
+}
+
+// A number's decimal text, as std::to_string writes it, without a string of its own.
+template <class Number> void push_number(Text &column, Number number) {
+  char buffer[24];
+  auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, number);
+  column.push(std::string_view(buffer, size_t(end - buffer)));
 }
 
 void span(const trace::Span &s, Batch &out, const Wanted &wanted,
@@ -167,14 +174,20 @@ void span(const trace::Span &s, Batch &out, const Wanted &wanted,
       columns[i]->push_null();
       continue;
     }
-    std::string text = hex(*ids[i]);
-    if (!hex_id(text, i == 0 ? 32 : 16)) out.ids_hex = false;
-    columns[i]->push(text);
+    // Hex of bytes is lowercase hex: only its length can make it not an id.
+    if (ids[i]->size() != (i == 0 ? 16u : 8u)) out.ids_hex = false;
+    if (ids[i]->size() > 64) {  // no id is this long; written as any other, just not here
+      std::string text(ids[i]->size() * 2, '0');
+      columns[i]->push(hex(*ids[i], text.data()));
+    } else {
+      char text[128];
+      columns[i]->push(hex(*ids[i], text));
+    }
   }
   out.name.push(s.name());
-  out.start.push(std::to_string(s.start_time_unix_nano()));
-  out.end.push(std::to_string(s.end_time_unix_nano()));
-  out.code.push(std::to_string(int(s.status().code())));
+  push_number(out.start, s.start_time_unix_nano());
+  push_number(out.end, s.end_time_unix_nano());
+  push_number(out.code, int(s.status().code()));
   s.status().message().empty() ? out.message.push_null() : out.message.push(s.status().message());
   // protobuf._exception: the first `exception` event, and its first exception.message.
   bool exception = false;

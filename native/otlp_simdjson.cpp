@@ -75,6 +75,15 @@ bool is_integer(std::string_view s) {
   return !(s.size() - i > 1 && s[i] == '0');
 }
 
+// As `otlp.ids_are_hex` checks an id: then `normalise_id` may skip its base64 branch.
+bool hex_id(const std::string &id, size_t length) {
+  if (id.empty()) return true;
+  if (id.size() != length) return false;
+  for (char c : id)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
 // A double as Rust prints it (polars' text of a float): the shortest digits that read back,
 // written out without an exponent (1e21 -> 1000000000000000000000, 1e-5 -> 0.00001).
 std::string fixed(double number) {

@@ -403,15 +403,6 @@ struct Batch {
   }
 };
 
-// As `otlp.ids_are_hex` checks an id: then `normalise_id` may skip its base64 branch.
-bool hex_id(const std::string &id, size_t length) {
-  if (id.empty()) return true;
-  if (id.size() != length) return false;
-  for (char c : id)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
-
 std::vector<std::string> strings(PyObject *sequence) {
   std::vector<std::string> out;
   PyObject *fast = PySequence_Fast(sequence, "expected a sequence of str");

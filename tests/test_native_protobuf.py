@@ -138,7 +138,11 @@ _VALUE = _SCALAR | st.builds(
 _ATTRIBUTES = st.lists(
     st.builds(lambda k, v: KeyValue(key=k, value=v), st.sampled_from(_KEYS), _VALUE), max_size=6
 )
-_ID = st.sampled_from([b"", b"\xab" * 16, b"\xcd" * 8, b"\x01\x02\x03", b"\x00" * 16])
+# Ids of every shape: empty, a trace's and a span's length, too short, and long past any id
+# (the native reader writes those out of its fixed buffer).
+_ID = st.sampled_from(
+    [b"", b"\xab" * 16, b"\xcd" * 8, b"\x01\x02\x03", b"\x00" * 16, bytes(range(100))]
+)
 _EVENT = st.builds(
     lambda name, attrs: Span.Event(name=name, attributes=attrs),
     st.sampled_from(["exception", "log", "Exception"]),
