@@ -147,14 +147,20 @@ def normalise(frame: pl.DataFrame, problems: Counter | None = None) -> pl.DataFr
     if "status" in present:
         status = pl.col("status").cast(pl.String).str.strip_chars()
         exprs.append(pl.when(status.is_not_null()).then(status_of(status)).alias("status"))
-    start = _instant(column("start_time_unix_nano"), column("start"))
-    end = _instant(column("end_time_unix_nano"), column("end"))
-    # As text: a typed 12.5 must fail as "12.5" does, not be cut to 12.
-    usage = {
-        name: token_count(column(name).cast(pl.String))
-        for name in ("input_tokens", "output_tokens", *TOKEN_PARTS)
-    }
-    total = token_count(column("total_tokens").cast(pl.String))
+    start = _instant(present, "start_time_unix_nano", "start")
+    end = _instant(present, "end_time_unix_nano", "end")
+
+    def count(name: str) -> pl.Expr:
+        # An integer column is whole already: only its range is checked (reading text costs
+        # ten times that: a converted file's counts are all typed). Anything else as text: a
+        # typed 12.5 must fail as "12.5" does, not be cut to 12.
+        if name in present and present[name].is_integer():
+            value = pl.col(name)
+            return pl.when((value >= 0) & (value < 2**62)).then(value.cast(pl.Int64, strict=False))
+        return token_count(column(name).cast(pl.String))
+
+    usage = {name: count(name) for name in ("input_tokens", "output_tokens", *TOKEN_PARTS)}
+    total = count("total_tokens")
     cost = money(column("cost_usd"))
     tokens_in, tokens_out = usage["input_tokens"], usage["output_tokens"]
     checked = frame.with_columns(exprs).with_columns(
@@ -189,12 +195,21 @@ def _ids_as_text(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(name).bin.encode("hex") for name in binary)
 
 
-def _instant(ns: pl.Expr, iso: pl.Expr) -> pl.Expr:
+def _instant(present: pl.Schema, nanos_column: str, iso_column: str) -> pl.Expr:
     """Nanoseconds since the epoch (> 0) from the nanosecond column, else from ISO-8601 text
-    (`2026-11-26T08:48:07.123456789Z`, an offset, or none: UTC; a space for the T)."""
-    nanos = ns.cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False)
+    (`2026-11-26T08:48:07.123456789Z`, an offset, or none: UTC; a space for the T). Only what
+    the file has is parsed (an integer column as it is: a converted file's times are)."""
+    nanos = pl.lit(None, pl.Int64)
+    if nanos_column in present:
+        nanos = pl.col(nanos_column)
+        if not present[nanos_column].is_integer():
+            nanos = nanos.cast(pl.String).str.strip_chars()
+        nanos = nanos.cast(pl.Int64, strict=False)
+    if iso_column not in present:
+        return pl.when(nanos > 0).then(nanos)
     text = (
-        iso.cast(pl.String)
+        pl.col(iso_column)
+        .cast(pl.String)
         .str.strip_chars()
         .str.replace(r"^(\d{4}-\d\d-\d\d)[ T]", "${1}T")
         .str.replace(r"(?i)z$", "+00:00")
