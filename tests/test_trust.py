@@ -292,6 +292,29 @@ def test_token_sums_never_wrap(tmp_path):
     assert f"budget: total tokens {3 * most:,} > {2**63:,}" in result.stderr
 
 
+def test_typed_counts_and_times_out_of_range_are_ignored_as_their_text_would_be(tmp_path):
+    # Integer columns (Parquet, unsigned too) are checked as they are, without a text round
+    # trip: the same rules as for "-5" or "4611686018427387904" written as text.
+    import polars as pl
+
+    records = [_record(n) for n in (1, 2, 3, 4)]
+    tokens = [-5, 2**62, 7, 2**62 - 1]
+    frame = pl.DataFrame(records).with_columns(
+        pl.Series("input_tokens", tokens, dtype=pl.Int64),
+        pl.Series("output_tokens", [2**64 - 1, 1, 2, 3], dtype=pl.UInt64),
+        pl.Series("start_time_unix_nano", [0, -1] + [r["start_time_unix_nano"] for r in
+                                                      records[2:]], dtype=pl.Int64),
+    )  # fmt: skip
+    path = tmp_path / "typed.parquet"
+    frame.write_parquet(path)
+    result = run("list", str(path), "--json")
+    [row] = json.loads(result.stdout)
+    assert row["input_tokens"] == 7 + 2**62 - 1  # -5 and 2^62 are not counts
+    assert row["output_tokens"] == 1 + 2 + 3  # 2^64 - 1 is past any count
+    assert f"{path}: 3 token counts or costs that are not" in result.stderr
+    assert f"{path}: 2 spans without valid start and end times" in result.stderr
+
+
 def test_a_repeated_key_resolves_first_whatever_else_is_in_the_batch(tmp_path):
     # The same span, its input token value given twice in one JSON object; in the second file
     # an unrelated malformed line sends the batch down the line-by-line path.
