@@ -93,23 +93,29 @@ def bench_size(spans: int, data: Path, repeat: int, duckdb: bool) -> list[tuple]
     rows.append((spans, size_mb, f"parquet vs json: whole command {wall / p_wall:.1f}x faster",
                  None, None))  # fmt: skip
     rows.append(reading_alone(path, parquet, spans, size_mb, repeat))
-    rows += protobuf_rows(path, data, spans, repeat, wall)
+    rows += protobuf_rows(path, data, spans, repeat)
     return rows
 
 
-def protobuf_rows(path: Path, data: Path, spans: int, repeat: int, json_wall: float) -> list:
-    """The same spans as the Collector's framed protobuf: `sessions list` on it, and its time
-    per span against the JSON lines'."""
+def protobuf_rows(path: Path, data: Path, spans: int, repeat: int) -> list:
+    """The same spans as the Collector's framed protobuf: `sessions list` on it, run
+    alternately with `list` on the JSON lines (so both see the same machine), its time per
+    span against theirs, and whether the two outputs agree."""
     framed = data / f"otlp-{spans}.binpb"
     if not framed.exists():
         print(f"writing {framed} ...", file=sys.stderr)
         write_framed_protobuf(path, framed)
-    wall, peak = runs([SESSIONS, "list", str(framed), "--json"], repeat)
-    size_mb = framed.stat().st_size / 1e6
-    ratio = (f"protobuf vs json: {wall / json_wall:.2f}x the time per span" if wall >= json_wall
-             else f"protobuf vs json: {json_wall / wall:.2f}x faster per span")  # fmt: skip
-    return [(spans, size_mb, "sessions list (framed protobuf)", wall, peak),
-            (spans, size_mb, ratio, None, None)]  # fmt: skip
+    protobuf, lines = [], []
+    for _ in range(repeat):
+        protobuf.append(measure([SESSIONS, "list", str(framed), "--json"], stdout=None))
+        lines.append(measure([SESSIONS, "list", str(path), "--json"], stdout=None))
+    (wall, peak), (json_wall, _) = median_of(protobuf), median_of(lines)
+    same = all(run[2] == lines[0][2] for run in protobuf + lines)
+    ratio = (f"{wall / json_wall:.2f}x the time per span" if wall >= json_wall
+             else f"{json_wall / wall:.2f}x faster per span")  # fmt: skip
+    return [(spans, framed.stat().st_size / 1e6, "sessions list (framed protobuf)", wall, peak),
+            (spans, None, f"protobuf vs json, alternating (json {json_wall:.2f} s): {ratio}, "
+             f"output {'identical' if same else 'DIFFERS'}", None, None)]  # fmt: skip
 
 
 def write_framed_protobuf(path: Path, out: Path) -> None:
