@@ -29,22 +29,6 @@ using Request = opentelemetry::proto::collector::trace::v1::ExportTraceServiceRe
 // information separators U+001C-U+001F.
 bool python_space(uint32_t c) { return is_space(c) || (c >= 0x1c && c <= 0x1f); }
 
-std::string_view python_strip(std::string_view s) {
-  while (!s.empty()) {
-    auto [c, n] = code_point(s, 0);
-    if (!python_space(c)) break;
-    s.remove_prefix(n);
-  }
-  while (!s.empty()) {
-    size_t i = s.size() - 1;
-    while (i > 0 && (uint8_t(s[i]) & 0xc0) == 0x80) --i;
-    auto [c, n] = code_point(s, i);
-    if (!python_space(c)) break;
-    s.remove_suffix(s.size() - i);
-  }
-  return s;
-}
-
 // repr(float), as Python writes it: the shortest digits that read back, fixed notation for a
 // decimal exponent from -4 to 15 (with ".0" when whole), else d.ddde+XX.
 std::string python_repr(double number) {
@@ -81,7 +65,7 @@ std::string python_repr(double number) {
 std::pair<bool, std::string> scalar(const common::AnyValue &value) {
   switch (value.value_case()) {
     case common::AnyValue::kStringValue: {
-      std::string_view text = python_strip(value.string_value());
+      std::string_view text = stripped(value.string_value(), python_space);
       return {!text.empty(), std::string(text)};
     }
     case common::AnyValue::kIntValue:

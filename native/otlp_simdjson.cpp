@@ -144,22 +144,6 @@ bool scalar_text(od::value value, std::string &out) {
   }
 }
 
-std::string_view trimmed(std::string_view s) {
-  while (!s.empty()) {
-    auto [c, n] = code_point(s, 0);
-    if (!is_space(c)) break;
-    s.remove_prefix(n);
-  }
-  while (!s.empty()) {
-    size_t i = s.size() - 1;
-    while (i > 0 && (uint8_t(s[i]) & 0xc0) == 0x80) --i;
-    auto [c, n] = code_point(s, i);
-    if (!is_space(c)) break;
-    s.remove_suffix(s.size() - i);
-  }
-  return s;
-}
-
 bool plain_ascii(std::string_view s) {
   for (char c : s)
     if (uint8_t(c) < 0x20 || uint8_t(c) >= 0x7f || c == '"' || c == '\\') return false;
@@ -244,7 +228,7 @@ Value any_value(od::value value, bool top) {
   out.known = best < 99;
   if (!top) return out;
   if (out.known) {
-    std::string_view kept = trimmed(out.text);
+    std::string_view kept = stripped(out.text, is_space);
     out.text.assign(kept);
     out.known = !out.text.empty();
   } else if (out.list) {
@@ -262,7 +246,7 @@ Value any_value(od::value value, bool top) {
       }
     }
     json += ']';
-    std::string_view kept = trimmed(json);
+    std::string_view kept = stripped(json, is_space);
     out.text.assign(kept);
     out.known = true;
   }

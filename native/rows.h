@@ -267,6 +267,24 @@ std::pair<uint32_t, size_t> code_point(std::string_view s, size_t i) {
   return {c, n};
 }
 
+// `s` without the code points `space` holds true for at either end (polars' strip_chars and
+// Python's str.strip differ only in which those are).
+std::string_view stripped(std::string_view s, bool (*space)(uint32_t)) {
+  while (!s.empty()) {
+    auto [c, n] = code_point(s, 0);
+    if (!space(c)) break;
+    s.remove_prefix(n);
+  }
+  while (!s.empty()) {
+    size_t i = s.size() - 1;
+    while (i > 0 && (uint8_t(s[i]) & 0xc0) == 0x80) --i;
+    auto [c, n] = code_point(s, i);
+    if (!space(c)) break;
+    s.remove_suffix(s.size() - i);
+  }
+  return s;
+}
+
 // An attribute's value as (text, items, nested), as `otlp._attribute_rows` has it.
 struct Value {
   bool known = false;  // text is not null
