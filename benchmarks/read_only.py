@@ -8,10 +8,11 @@ the span count.
 `$SESSIONS_TIMING`'s read phase is not this for a converted Parquet file: its groups are read
 while the model works on the ones before, so their wall time there includes waiting for a core.
 
-`--decode-only` is the floor under any OTLP JSON reading in this stack: the same reader (blocks,
-line splitting, both threads), but each batch is only decoded by polars' `json_decode`, and
-nothing is made of it (no attributes picked, no spans, no dedupe, no spill). Reading OTLP JSON
-with polars' decoder cannot be faster than this.
+`--decode-only` is the floor under OTLP JSON reading on the active path: the same reader
+(blocks, line splitting, both threads), but each batch is only turned into the rows that path
+starts from, and nothing is made of them (no spans, no dedupe, no spill). With the native
+reader that is its extractor (span rows and chosen attributes, as Arrow arrays); with
+SESSIONS_NATIVE=0, polars' `json_decode` for scalar values only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import time
 
 from sessions_cli.read import keys as attributes
-from sessions_cli.read import otlp
+from sessions_cli.read import native, otlp
 from sessions_cli.read import sources as inputs
 from sessions_cli.read.schema import empty_spans
 from sessions_cli.store import loading
@@ -28,6 +29,7 @@ from sessions_cli.store import loading
 
 def main() -> None:
     if "--decode-only" in sys.argv[2:]:
+        otlp.spans_from_bytes = _extract_only
         otlp.spans_from_lines = _decode_only
     started = time.perf_counter()
     sources = inputs.resolve((sys.argv[1],), stdin_is_tty=True, env={})
@@ -37,9 +39,17 @@ def main() -> None:
     print(f"{time.perf_counter() - started:.3f} {spans}")
 
 
+def _extract_only(data, chains, problems):
+    """What `otlp.spans_from_bytes` costs at the least: the native extractor's rows."""
+    if not native.active():
+        return None
+    found = native.rows(data, otlp.wanted_keys(chains), chains)
+    return None if found is None else empty_spans()
+
+
 def _decode_only(lines, chains, problems=None, *, trust_nul=False):
     """What `otlp.spans_from_lines` costs at the least: the decode, for scalar values only."""
-    otlp._decoded(lines, otlp._SCALAR_DOCUMENT)
+    otlp._decoded(lines, otlp._document(otlp._INNER))
     return empty_spans()
 
 
