@@ -300,6 +300,25 @@ def test_flat_records_with_uppercase_ids_are_normalised(tmp_path, suffix):
     assert shown["trace_id"] == trace
 
 
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_flat_record_statuses_in_any_form_are_read_even_beside_canonical_ones(tmp_path, suffix):
+    """Statuses already as convert writes them are kept as they are; one in another form
+    (upper case, padded, an OTLP code) sends the whole column through the status rule."""
+    forms = ["error", "ok", None, "ERROR", " error ", "STATUS_CODE_ERROR", "2", "Ok", "bogus"]
+    rows = [
+        {"trace_id": f"{n + 1:032x}", "span_id": f"{n + 1:016x}", "name": "x", "status": status,
+         "session_id": "sess-status", "start_time_unix_nano": 1_790_000_000_000_000_000,
+         "end_time_unix_nano": 1_790_000_001_000_000_000}
+        for n, status in enumerate(forms)
+    ]  # fmt: skip
+    path = tmp_path / f"spans{suffix}"
+    frame = pl.DataFrame(rows)
+    frame.write_parquet(path) if suffix == ".parquet" else path.write_text(frame.write_csv())
+    [row] = run_json("list", str(path))
+    # "error", "ERROR", " error ", "STATUS_CODE_ERROR" and "2" are errors; the rest are not.
+    assert (row["trace_count"], row["error_count"]) == (9, 5)
+
+
 def test_base64_and_hex_ids_of_one_span_are_the_same_span(tmp_path):
     hex_doc = document(
         span("0102030405060708090a0b0c0d0e0f10", "0102030405060708", session__id="s")

@@ -27,7 +27,7 @@ from sessions_cli.read.otlp import (
     token_count,
     what_else,
 )
-from sessions_cli.read.schema import SPAN_SCHEMA, TOKEN_PARTS, conform
+from sessions_cli.read.schema import SPAN_SCHEMA, STATUS, TOKEN_PARTS, conform
 
 PARQUET_ROWS = 100_000  # spans taken from a Parquet file at a time
 # Parquet key-value metadata that `convert` writes: the row counts of its groups, in file
@@ -144,7 +144,7 @@ def normalise(frame: pl.DataFrame, problems: Counter | None = None) -> pl.DataFr
         exprs.append(_mapped("tags", parse_tags, pl.List(pl.String)))
     if "metadata" in present and present["metadata"] != SPAN_SCHEMA["metadata"]:
         exprs.append(_mapped("metadata", _parse_metadata, SPAN_SCHEMA["metadata"]))
-    if "status" in present:
+    if "status" in present and not _statuses_as_written(frame):
         status = pl.col("status").cast(pl.String).str.strip_chars()
         exprs.append(pl.when(status.is_not_null()).then(status_of(status)).alias("status"))
     start = _instant(present, "start_time_unix_nano", "start")
@@ -187,6 +187,15 @@ def normalise(frame: pl.DataFrame, problems: Counter | None = None) -> pl.DataFr
         ).row(0, named=True)
         problems.update({kind: n for kind, n in found.items() if n})
     return conform(checked)
+
+
+def _statuses_as_written(frame: pl.DataFrame) -> bool:
+    """Every status already one that `status_of` gives (as `convert` writes them), or null:
+    kept as it is, which is much cheaper than reading each again."""
+    if frame.schema["status"] != pl.String:
+        return False
+    status = pl.col("status")
+    return frame.select(status.drop_nulls().is_in(STATUS.categories.to_list()).all()).item()
 
 
 def _ids_as_text(frame: pl.DataFrame) -> pl.DataFrame:
