@@ -292,8 +292,8 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
     from sessions_cli.store import spans as span_store
     from sessions_cli.store import traces as trace_store
 
-    monkeypatch.setattr(span_store, "_FLUSH_ROWS", 250)  # several span files per bucket
-    monkeypatch.setattr(trace_store, "_FLUSH_ROWS", 40)  # several trace files per bucket
+    monkeypatch.setattr(span_store, "_FLUSH_ROWS", 250)  # several span files
+    monkeypatch.setattr(trace_store, "_FLUSH_ROWS", 40)  # several trace files
 
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
@@ -312,8 +312,8 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
         assert store.spilled
         spilled = model.build(store.groups(), load_spans=store.spans_of, spill_dir=store.directory)
         assert spilled.spans is None
-        assert len(list(store.directory.glob("traces-*.arrow"))) > trace_store._BUCKETS
-        assert len(list(store.directory.glob("spans-*.arrow"))) > 64  # several per bucket
+        assert len(list(store.directory.glob("traces-*.arrow"))) > 1  # several flushes
+        assert len(list(store.directory.glob("spans-*.arrow"))) > 1
         assert store.conflicting_duplicates == report.conflicting_duplicates
         assert spilled.traces.to_dicts() == reference.traces.to_dicts()
         assert spilled.sessions.to_dicts() == reference.sessions.to_dicts()
@@ -335,7 +335,7 @@ def test_a_spilled_store_keeps_the_first_read_of_a_re_sent_span(monkeypatch):
     from sessions_cli.read import schema
     from sessions_cli.store import spans as span_store
 
-    monkeypatch.setattr(span_store, "_FLUSH_ROWS", 1)  # a file per bucket per span added
+    monkeypatch.setattr(span_store, "_FLUSH_ROWS", 1)  # a file per span added
 
     def frame(name: str, span_id: str = "00000000000000a1") -> pl.DataFrame:
         row = pl.DataFrame({"trace_id": ["0" * 31 + "1"], "span_id": [span_id], "name": [name]})

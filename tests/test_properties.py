@@ -224,3 +224,36 @@ def test_every_input_form_gives_identical_numbers(tmp_path, docs, parts):
         again = run("list", str(converted), "--json")
         assert again.exit_code == 0, again.stderr
         assert json.loads(again.stdout) == json.loads(expected.stdout), suffix
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    writes=st.lists(st.lists(st.integers(0, 5), max_size=40), min_size=1, max_size=4),
+    wanted=st.sets(st.integers(0, 5)),
+    batch_rows=st.integers(1, 8),
+)
+def test_spilled_rows_come_back_by_bucket_in_the_order_written(
+    tmp_path, monkeypatch, writes, wanted, batch_rows
+):
+    """Any set of buckets reads back as its rows, file after file, each file's by bucket and
+    each bucket's in the order written, whatever slices of record batches that takes."""
+    import polars as pl
+
+    from sessions_cli.store.spans import Spilled
+
+    monkeypatch.setattr(Spilled, "BATCH_ROWS", batch_rows)
+    spilled = Spilled(6)
+    expected = []
+    for number, buckets in enumerate(writes):
+        rows = [(bucket, f"{number}-{i}") for i, bucket in enumerate(buckets)]
+        frame = pl.DataFrame(rows, schema={"b": pl.Int64, "row": pl.String}, orient="row")
+        spilled.write(frame, pl.col("b"), tmp_path / f"part-{len(spilled)}-{number}.arrow")
+        expected += [row for bucket in sorted(wanted) for row in rows if row[0] == bucket]
+    read = spilled.read(wanted)
+    assert read.columns == ["b", "row"]
+    assert read.rows() == expected
+    assert [spilled.rows(b) for b in range(6)] == [
+        sum(row.count(b) for row in writes) for b in range(6)
+    ]

@@ -7,14 +7,19 @@ a hash of its trace id, buffered and written to temporary Arrow IPC files (uncom
 fast as the disk, and categoricals survive), and the model later reads a few buckets at a
 time, so spans do not accumulate in memory. Within a group, spans keep the order they were
 read in, so "first read wins" still holds.
+
+Each flush of the buffer is one file, its rows in bucket order, so that a run of buckets is one
+slice of every file: a file per bucket cost polars' fixed price per file written, and was most
+of the time spent spilling.
 """
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -37,8 +42,7 @@ class SpanStore:
         self.frames: list[pl.DataFrame] = []
         self.held = 0
         self.directory: Path | None = None  # set once spilled
-        self.parts: list[list[tuple[Path, int]]] = [[] for _ in range(_BUCKETS)]
-        self.written = 0
+        self.parts = Spilled(_BUCKETS)
         self.spill_seconds = 0.0  # spent writing spill files ($SESSIONS_TIMING)
         self.read_seconds = 0.0  # spent reading the input while groups are taken (Parquet)
         self.rows = 0
@@ -66,11 +70,8 @@ class SpanStore:
         buffered = pl.concat(self.frames)
         self.frames, self.held = [], 0
         bucket = pl.col("trace_id").hash(seed=7) % _BUCKETS
-        name = f"spans-{self.written:06d}"
         assert self.directory is not None  # made when the store first spills
-        for number, path, rows in spill_buckets(buffered, bucket, self.directory, name):
-            self.parts[number].append((path, rows))
-        self.written += 1
+        self.parts.write(buffered, bucket, self.directory / f"spans-{len(self.parts):06d}.arrow")
         self.spill_seconds += time.perf_counter() - started
 
     def close(self) -> None:
@@ -110,17 +111,15 @@ class SpanStore:
             yield pl.concat(self.frames) if self.frames else compact(empty_spans())
             return
         self.finish()
-        group: list[Path] = []
-        size = 0
-        for bucket in self.parts:
-            count = sum(n for _, n in bucket)
-            if group and size + count > self.group_rows:
-                yield self._load(group)
-                group, size = [], 0
-            group += [path for path, _ in bucket]
+        first, size = 0, 0
+        for bucket in range(_BUCKETS):
+            count = self.parts.rows(bucket)
+            if size and size + count > self.group_rows:
+                yield self.parts.read(range(first, bucket))
+                first, size = bucket, 0
             size += count
-        if group:
-            yield self._load(group)
+        if size:
+            yield self.parts.read(range(first, _BUCKETS))
 
     def spans_of(self, trace_ids: list[str]) -> pl.DataFrame:
         """The spans of these traces, deduplicated (first read wins)."""
@@ -130,44 +129,72 @@ class SpanStore:
         else:
             self.finish()
             buckets = sorted(set((wanted.hash(seed=7) % _BUCKETS).to_list()))
-            spans = self._load([path for b in buckets for path, _ in self.parts[b]])
+            spans = self.parts.read(buckets) if self.parts else compact(empty_spans())
         return first_readings(spans.filter(pl.col("trace_id").is_in(wanted)))[0]
 
-    @staticmethod
-    def _load(paths: list[Path]) -> pl.DataFrame:
-        if not paths:
-            return compact(empty_spans())
-        # Part files are named spans-<sequence>-<bucket>: in sequence is in reading order.
-        ordered = sorted(paths, key=lambda p: p.stem.split("-")[1])
-        return read_parts(ordered)
+
+class Spilled:
+    """Rows on disk by bucket: one temporary Arrow file per write, its rows in bucket order
+    (each bucket's in the order written), and where each bucket starts in each file."""
+
+    # Rows per Arrow record batch. A slice is read whole batches at a time: smaller batches
+    # waste less at a slice's ends, but each one costs a little to write and read.
+    BATCH_ROWS = 4096
+
+    def __init__(self, buckets: int) -> None:
+        self.buckets = buckets
+        self.files: list[tuple[Path, list[int]]] = []  # (path, start of each bucket, and end)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def write(self, frame: pl.DataFrame, bucket: pl.Expr, path: Path) -> None:
+        """`frame` as the file `path`; `bucket` numbers each row from 0 to buckets - 1."""
+        # A stable sort, not a gather by arg_sort: gathering nested columns (a trace's
+        # calls_by_model) by index was many times slower.
+        in_order = frame.with_columns(bucket.cast(pl.UInt32).alias("_bucket")).sort(
+            "_bucket", maintain_order=True
+        )
+        sizes = [0] * self.buckets
+        for number, rows in in_order.group_by("_bucket").len().iter_rows():
+            sizes[number] = rows
+        write_part(in_order.drop("_bucket"), path, batch_rows=self.BATCH_ROWS)
+        self.files.append((path, [0, *itertools.accumulate(sizes)]))
+
+    def rows(self, bucket: int) -> int:
+        return sum(starts[bucket + 1] - starts[bucket] for _, starts in self.files)
+
+    def read(self, buckets: Iterable[int]) -> pl.DataFrame:
+        """The rows of these buckets (ascending), file after file, as one chunk. Rechunked here,
+        while nothing else is held: the model's first expression over several chunks would
+        copy the frame anyway, with the chunked one still alive."""
+        runs = _runs(sorted(buckets))
+        scans = [
+            pl.scan_ipc(path).slice(starts[first], starts[end] - starts[first])
+            for path, starts in self.files
+            for first, end in runs
+            if starts[end] > starts[first]
+        ]
+        if not scans:  # no rows: the first file's columns, none of its rows
+            return pl.scan_ipc(self.files[0][0]).head(0).collect()
+        return pl.concat(scans).collect().rechunk()
 
 
-def spill_buckets(
-    frame: pl.DataFrame, bucket: pl.Expr, directory: Path, name: str
-) -> Iterator[tuple[int, Path, int]]:
-    """Write `frame` to one temporary Arrow file per bucket (`bucket` numbers each row), named
-    `<name>-<bucket>.arrow`; yields (bucket, path, rows) for each file."""
-    parts = frame.with_columns(bucket.alias("_bucket")).partition_by(
-        "_bucket", as_dict=True, include_key=False
-    )
-    for (number,), part in parts.items():
-        path = directory / f"{name}-{number:02d}.arrow"
-        write_part(part, path)
-        yield number, path, part.height
+def _runs(buckets: list[int]) -> list[tuple[int, int]]:
+    """Ascending bucket numbers as (first, end) runs of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for number in buckets:
+        if runs and runs[-1][1] == number:
+            runs[-1] = (runs[-1][0], number + 1)
+        else:
+            runs.append((number, number + 1))
+    return runs
 
 
-def read_parts(paths: list[Path]) -> pl.DataFrame:
-    """Temporary Arrow files, one after the other, as one chunk. One scan of them all: a read
-    per file and a concat took twice as long (64 files of about 1,560 spans: 31 ms against
-    14 ms). Rechunked here, while nothing else is held: the model's first expression over
-    several chunks would copy the frame anyway, with the chunked one still alive."""
-    return pl.scan_ipc(paths).collect().rechunk()
-
-
-def write_part(frame: pl.DataFrame, path: Path) -> None:
+def write_part(frame: pl.DataFrame, path: Path, *, batch_rows: int | None = None) -> None:
     """A temporary Arrow file (uncompressed: as fast as the disk, and categoricals survive)."""
     try:
-        frame.write_ipc(path, compression="uncompressed")
+        frame.write_ipc(path, compression="uncompressed", record_batch_size=batch_rows)
     except OSError as exc:
         raise InputError(
             f"cannot write temporary files in {path.parent} ({exc.strerror or exc}); "

@@ -3,7 +3,8 @@ were spilled (a big export), on disk by session.
 
 A session's figures need all of its traces, and its traces may come from any group of spans.
 On disk, each trace row goes to one of 16 buckets by a hash of its session id (traces without
-a session to a bucket of their own), buffered and written to Arrow IPC files. Sessions are
+a session to a bucket of their own), buffered and written to Arrow IPC files (as the spans are:
+`spans.Spilled`). Sessions are
 then built a bucket at a time, and one session's traces are read back from its bucket alone,
 so memory follows a sixteenth of the traces, not all of them.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sessions_cli.store.spans import read_parts, spill_buckets
+from sessions_cli.store.spans import Spilled
 
 _BUCKETS = 16
 _ORPHANS = _BUCKETS  # the bucket of traces without a session
@@ -38,8 +39,7 @@ class TraceStore:
         self.traces: list[pl.DataFrame] = []
         self.metadata: list[pl.DataFrame] = []
         self.held = 0
-        self.files: dict[tuple[str, int], list[Path]] = {}
-        self.written = 0
+        self.files = {kind: Spilled(_BUCKETS + 1) for kind in ("traces", "metadata")}
         self.empty: dict[str, pl.DataFrame] = {}  # each kind's columns, for empty answers
 
     def add(self, traces: pl.DataFrame, metadata: pl.DataFrame) -> None:
@@ -58,19 +58,16 @@ class TraceStore:
     def _flush(self) -> None:
         assert self.directory is not None  # made when the store first spills
         for kind, frames in (("traces", self.traces), ("metadata", self.metadata)):
-            buffered = pl.concat(frames)
-            bucket = _bucket(pl.col("session_id"))
-            name = f"{kind}-{self.written:06d}"
-            for number, path, _ in spill_buckets(buffered, bucket, self.directory, name):
-                self.files.setdefault((kind, number), []).append(path)
+            files = self.files[kind]
+            path = self.directory / f"{kind}-{len(files):06d}.arrow"
+            files.write(pl.concat(frames), _bucket(pl.col("session_id")), path)
         self.traces, self.metadata, self.held = [], [], 0
-        self.written += 1
 
     def _read(self, kind: str, bucket: int) -> pl.DataFrame:
         """One bucket's rows: from its files, and from the rows not yet written."""
         held = self.traces if kind == "traces" else self.metadata
-        files = self.files.get((kind, bucket), [])
-        parts = [read_parts(files)] if files else []
+        files = self.files[kind]
+        parts = [files.read([bucket])] if files else []
         parts += [f.filter(_bucket(pl.col("session_id")) == bucket) for f in held]
         return pl.concat([self.empty[kind], *parts])
 
