@@ -257,3 +257,31 @@ def test_spilled_rows_come_back_by_bucket_in_the_order_written(
     assert [spilled.rows(b) for b in range(6)] == [
         sum(row.count(b) for row in writes) for b in range(6)
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ids=st.lists(
+        st.one_of(
+            st.none(),
+            st.sampled_from(["", "0" * 16, "0" * 32, "ab" * 8, "ab" * 16, "AB" * 8]),
+            st.text(alphabet="0123456789abcdefABG \n\u00e9-", max_size=34),
+        ),
+        max_size=12,
+    ),
+    length=st.sampled_from([16, 32]),
+)
+def test_ids_are_hex_says_what_the_definition_says(ids, length):
+    """Every id absent, empty or exactly `length` lowercase hex digits, checked one by one in
+    Python, is what the joined-text check answers."""
+    import polars as pl
+
+    from sessions_cli.read.otlp import ids_are_hex
+
+    def hex_id(value: str | None) -> bool:
+        if value is None or value == "":
+            return True
+        return len(value) == length and all(c in "0123456789abcdef" for c in value)
+
+    frame = pl.DataFrame({"id": ids}, schema={"id": pl.String})
+    assert ids_are_hex(frame, (("id", length),)) == all(hex_id(v) for v in ids)

@@ -366,13 +366,16 @@ _OTLP_IDS = (("traceId", 32), ("spanId", 16), ("parentSpanId", 16))
 
 def ids_are_hex(frame: pl.DataFrame, columns: tuple[tuple[str, int], ...] = _OTLP_IDS) -> bool:
     """Every id in these (column, length) already lowercase hex of that length (or absent),
-    so that `normalise_id` can skip its costly base64 branch."""
-    checks = [
-        pl.col(column).cast(pl.String).str.contains(f"^(?:[0-9a-f]{{{length}}})?$")
-        .fill_null(True).all()
-        for column, length in columns
-        if column in frame.columns
-    ]  # fmt: skip
+    so that `normalise_id` can skip its costly base64 branch. The characters are checked in
+    one text of the column's ids joined, with no anchors: a regex over a million short texts
+    costs twice the one scan."""
+    checks = []
+    for column, length in columns:
+        if column in frame.columns:
+            ids = pl.col(column).cast(pl.String)
+            sized = ids.str.len_bytes().is_in([0, length]).fill_null(True).all()
+            checks.append(sized.alias(f"{column} sized"))
+            checks.append(ids.str.join("").str.contains("[^0-9a-f]").not_().alias(column))
     return all(frame.select(checks).row(0)) if checks else True
 
 
