@@ -272,15 +272,24 @@ def test_total_bytes_is_unknown_for_compressed_input(tmp_path):
 
 
 def test_converted_parquet_keeps_the_span_columns(tmp_path):
+    """The span record columns, repeated text dictionary encoded (categoricals to polars): as
+    text, the same records as the JSONL copy."""
     import polars as pl
 
-    from sessions_cli.read.schema import SPAN_SCHEMA
+    from sessions_cli.read.schema import COMPACT_SCHEMA, SPAN_SCHEMA, expand
 
-    out = tmp_path / "spans.parquet"
+    out, lines = tmp_path / "spans.parquet", tmp_path / "spans.jsonl"
     assert run("convert", str(REAL), "-o", str(out)).exit_code == 0
+    assert run("convert", str(REAL), "-o", str(lines)).exit_code == 0
     frame = pl.read_parquet(out)
-    assert frame.schema == pl.Schema(SPAN_SCHEMA)
+    assert frame.schema == pl.Schema(COMPACT_SCHEMA)
+    assert frame.schema["model"] == pl.Categorical
+    assert frame.schema["status"] == pl.Enum
     assert frame.height == 34
+    as_text = expand(frame)
+    assert as_text.schema == pl.Schema(SPAN_SCHEMA)
+    scalars = {c: t for c, t in SPAN_SCHEMA.items() if c != "metadata"}  # an object in JSONL
+    assert as_text.drop("metadata").equals(pl.read_ndjson(lines, schema=scalars))
     assert json.loads(run("list", str(out), "--json").stdout)
 
 

@@ -14,7 +14,7 @@ import polars as pl
 from sessions_cli.kinds import Format
 from sessions_cli.output.render import pieces
 from sessions_cli.read.flat import GROUPS
-from sessions_cli.read.schema import expand
+from sessions_cli.read.schema import expand, stored
 from sessions_cli.store.spans import write_part
 
 WRITABLE = (".parquet", ".jsonl", ".csv")
@@ -61,7 +61,7 @@ def _write(groups: Iterable[pl.DataFrame], path: str, suffix: str, scratch: Path
     if suffix == ".parquet":
         held, parts, sizes = [], [], []
         for number, group in enumerate(groups):
-            records = expand(group)
+            records = stored(group)
             count += records.height
             sizes.append(records.height)
             if scratch is None:

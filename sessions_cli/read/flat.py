@@ -192,6 +192,8 @@ def normalise(frame: pl.DataFrame, problems: Counter | None = None) -> pl.DataFr
 def _statuses_as_written(frame: pl.DataFrame) -> bool:
     """Every status already one that `status_of` gives (as `convert` writes them), or null:
     kept as it is, which is much cheaper than reading each again."""
+    if frame.schema["status"] == STATUS:  # only those values can be in it
+        return True
     if frame.schema["status"] != pl.String:
         return False
     status = pl.col("status")

@@ -49,9 +49,10 @@ def empty_spans() -> pl.DataFrame:
 
 
 def conform(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add missing columns as nulls and put every column in schema order and type."""
+    """Add missing columns as nulls and put every column in schema order and type. A column
+    already as `compact` makes it (a converted Parquet file's) stays so: the same values."""
     return frame.select(
-        pl.col(c) if frame.schema.get(c) == dtype
+        pl.col(c) if frame.schema.get(c) in (dtype, COMPACT_SCHEMA[c])
         else pl.col(c).cast(dtype, strict=False) if c in frame.schema
         else pl.lit(None, dtype).alias(c)
         for c, dtype in SPAN_SCHEMA.items()
@@ -69,11 +70,23 @@ _CATEGORICAL = ("name", "status_message", "session_name", "user_id",
                 "trace_name", "model", "provider", "operation")  # fmt: skip
 
 
+COMPACT_SCHEMA: dict[str, pl.DataType] = {
+    **SPAN_SCHEMA, **dict.fromkeys(_CATEGORICAL, pl.Categorical()), "status": STATUS
+}  # fmt: skip
+
+
 def compact(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
         *(pl.col(c).cast(pl.Categorical) for c in _CATEGORICAL),
         pl.col("status").cast(STATUS),
     )
+
+
+def stored(frame: pl.DataFrame) -> pl.DataFrame:
+    """As `convert` writes Parquet: the schema's columns in order, repeated text dictionary
+    encoded as it is held. Read back, the columns come as categoricals: nothing to cast, and
+    less text to decode than when they were written as plain strings."""
+    return frame.select(pl.col(c).cast(dtype) for c, dtype in COMPACT_SCHEMA.items())
 
 
 def expand(frame: pl.DataFrame) -> pl.DataFrame:
