@@ -6,7 +6,8 @@ the span count.
     python benchmarks/read_only.py FILE --decode-only
 
 `$SESSIONS_TIMING`'s read phase is not this for a converted Parquet file: its groups are read
-while the model works on the ones before, so their wall time there includes waiting for a core.
+on threads while the model works on the ones before, and the phase is only the time the model
+waited for them.
 
 `--decode-only` is the floor under OTLP JSON reading on the active path: the same reader
 (blocks, line splitting, both threads), but each batch is only turned into the rows that path

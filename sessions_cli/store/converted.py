@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +19,9 @@ from sessions_cli.read.schema import compact, empty_spans
 from sessions_cli.store.spans import HAS_IDS, SpanStore, first_readings
 
 
-def grouped_parquet(path: Path, label: str, memory_rows: int) -> GroupedParquet | None:
+def grouped_parquet(
+    path: Path, label: str, memory_rows: int, workers: int = 1
+) -> GroupedParquet | None:
     """A Parquet file that `convert` wrote, as a store whose groups are the file's own: read a
     group at a time, with nothing spilled. None for any other file, or when its groups cannot be
     trusted: then it is read like any Parquet file."""
@@ -41,7 +45,9 @@ def grouped_parquet(path: Path, label: str, memory_rows: int) -> GroupedParquet 
         return None
     if not fits or (ids is not None and not _split_free(ids, sizes)):
         return None
-    return GroupedParquet(path, label, sizes, memory_rows, ids_checked=ids is not None)
+    return GroupedParquet(
+        path, label, sizes, memory_rows, ids_checked=ids is not None, workers=workers
+    )
 
 
 def _split_free(trace_ids: pl.Series, sizes: list[int]) -> bool:
@@ -71,9 +77,9 @@ def _split_free(trace_ids: pl.Series, sizes: list[int]) -> bool:
 class GroupedParquet(SpanStore):
     """The spans of a converted Parquet file, a group at a time, as the file holds them."""
 
-    def __init__(self, path, label, sizes, memory_rows, *, ids_checked: bool) -> None:
+    def __init__(self, path, label, sizes, memory_rows, *, ids_checked: bool, workers: int) -> None:
         super().__init__(memory_rows=memory_rows)
-        self.path, self.label, self.sizes = path, label, sizes
+        self.path, self.label, self.sizes, self.workers = path, label, sizes, workers
         # `_split_free` found every trace id already as the model sees it (or unusable).
         self.ids_checked = ids_checked
         if sum(sizes) > memory_rows:  # trace rows and convert's output wait on disk, as spilled
@@ -82,11 +88,12 @@ class GroupedParquet(SpanStore):
     def add(self, frame: pl.DataFrame) -> None:
         raise TypeError("a converted Parquet file is read as it is")
 
-    def _raw_groups(self) -> Iterator[pl.DataFrame]:
-        """Spans without ids are counted here, as the store counts them when they are added.
-        The next group is read on a thread while this one is used: one group's polars calls
-        do not keep every core busy."""
-        self.rows = self.without_ids = 0
+    def groups(self) -> Iterator[pl.DataFrame]:
+        """The file's groups in order, each read, stripped of spans without ids (counted here,
+        as the store counts them when they are added) and deduplicated on one of `workers`
+        threads while the ones before are used: one group's polars calls do not keep every
+        core busy, and the model waits for none of them."""
+        self.rows = self.without_ids = self.conflicting_duplicates = 0
         slices, offset = [], 0
         for size in self.sizes:
             if size:
@@ -95,20 +102,28 @@ class GroupedParquet(SpanStore):
         if not slices:
             yield compact(empty_spans())
             return
-        with ThreadPoolExecutor(1, thread_name_prefix="sessions-parquet") as pool:
-            pending = pool.submit(self._read_slice, *slices[0])
-            for following in [*slices[1:], None]:
-                spans = pending.result()
-                if following is not None:
-                    pending = pool.submit(self._read_slice, *following)
-                valid = spans.filter(HAS_IDS)
-                self.rows += valid.height
-                self.without_ids += spans.height - valid.height
-                del spans
-                yield valid
+        following = iter(slices)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="sessions-parquet") as pool:
+            pending = deque(
+                pool.submit(self._group, *s) for s in itertools.islice(following, self.workers)
+            )
+            while pending:
+                waited = time.perf_counter()  # the model's wait is the read's share of its time
+                spans, rows, without_ids, conflicts = pending.popleft().result()
+                self.read_seconds += time.perf_counter() - waited
+                if (next_slice := next(following, None)) is not None:
+                    pending.append(pool.submit(self._group, *next_slice))
+                self.rows += rows
+                self.without_ids += without_ids
+                self.conflicting_duplicates += conflicts
+                yield spans
 
-    def _read_slice(self, offset: int, size: int) -> pl.DataFrame:
-        return self._read(pl.scan_parquet(self.path).slice(offset, size))
+    def _group(self, offset: int, size: int) -> tuple[pl.DataFrame, int, int, int]:
+        """(spans, their count with ids, without ids, ids read with different content)."""
+        spans = self._read(pl.scan_parquet(self.path).slice(offset, size))
+        valid = spans.filter(HAS_IDS)
+        deduped, conflicts = first_readings(valid)
+        return deduped, valid.height, spans.height - valid.height, conflicts
 
     def spans_of(self, trace_ids: list[str]) -> pl.DataFrame:
         wanted = pl.col("trace_id").is_in(pl.Series(trace_ids, dtype=pl.String))
@@ -118,11 +133,8 @@ class GroupedParquet(SpanStore):
         return first_readings(self._read(scan).filter(HAS_IDS & wanted))[0]
 
     def _read(self, scan: pl.LazyFrame) -> pl.DataFrame:
-        started = time.perf_counter()
         try:
             frame = scan.collect()
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise InputError(f"{self.label}: unreadable Parquet ({exc})") from exc
-        spans = compact(normalise(frame))
-        self.read_seconds += time.perf_counter() - started
-        return spans
+        return compact(normalise(frame))

@@ -55,7 +55,9 @@ def read_store(
     # A converted file is read by its own groups. Not with --strict: spans without ids are
     # only counted as its groups are read, after the point where --strict must refuse them.
     if not strict and len(sources) == 1 and sources[0].path is not None:
-        grouped = converted.grouped_parquet(sources[0].path, sources[0].label, memory_rows)
+        grouped = converted.grouped_parquet(
+            sources[0].path, sources[0].label, memory_rows, tuning.read_workers
+        )
         if grouped is not None:
             return grouped, report
     store = SpanStore(memory_rows=memory_rows, group_rows=tuning.group_rows)

@@ -44,7 +44,7 @@ class SpanStore:
         self.directory: Path | None = None  # set once spilled
         self.parts = Spilled(_BUCKETS)
         self.spill_seconds = 0.0  # spent writing spill files ($SESSIONS_TIMING)
-        self.read_seconds = 0.0  # spent reading the input while groups are taken (Parquet)
+        self.read_seconds = 0.0  # waited for the input while groups are taken (Parquet)
         self.rows = 0
         self.without_ids = 0  # spans dropped for want of a valid trace or span id
         self.conflicting_duplicates = 0  # known once groups() has been read through
