@@ -13,7 +13,7 @@ import polars as pl
 
 from sessions_cli.kinds import Format
 from sessions_cli.output.render import pieces
-from sessions_cli.read.flat import GROUPS
+from sessions_cli.read.flat import GROUPS, ID_SUMS, id_hashes
 from sessions_cli.read.schema import expand, stored
 from sessions_cli.store.spans import write_part
 
@@ -59,11 +59,12 @@ def _umask() -> int:
 def _write(groups: Iterable[pl.DataFrame], path: str, suffix: str, scratch: Path | None) -> int:
     count = 0
     if suffix == ".parquet":
-        held, parts, sizes = [], [], []
+        held, parts, sizes, id_sums = [], [], [], []
         for number, group in enumerate(groups):
             records = stored(group)
             count += records.height
             sizes.append(records.height)
+            id_sums.append(records.select(id_hashes().sum()).item())
             if scratch is None:
                 held.append(records)
             else:
@@ -78,7 +79,7 @@ def _write(groups: Iterable[pl.DataFrame], path: str, suffix: str, scratch: Path
             compression="zstd",
             statistics=False,
             row_group_size=25_000,
-            metadata={GROUPS: json.dumps(sizes)},
+            metadata={GROUPS: json.dumps(sizes), ID_SUMS: json.dumps(id_sums)},
         )
         return count
     fmt: Format = "csv" if suffix == ".csv" else "jsonl"
