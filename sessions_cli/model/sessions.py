@@ -112,31 +112,43 @@ def build(
         traces.add(trace_rows, metadata)
         found.update(noticed)
 
-    if isinstance(spans, pl.DataFrame):
-        kept = annotate(spans, cost_mode=cost_mode, prices=prices, notices=found)
-        traces.add(trace_table(kept, found), _with_metadata(kept))
-    else:
-        # A group's polars calls do not keep every core busy on their own: one group is
-        # summarised while the next is read, and up to `workers` are in flight.
-        with ThreadPoolExecutor(workers, thread_name_prefix="sessions-model") as pool:
-            pending: deque = deque()
-            for group in spans:
-                pending.append(pool.submit(summary, group))
-                del group  # let go of this group's spans once its summary is made
-                while len(pending) > max(workers - 1, 1):
-                    add(pending.popleft().result())
-            while pending:
-                add(pending.popleft().result())
-    sessions = sorted_stack(
-        [session_table(metadata, in_bucket) for in_bucket, metadata in traces.buckets()],
-        by=("start", "session_id"),
-    )
+    with ThreadPoolExecutor(workers, thread_name_prefix="sessions-model") as pool:
+        if isinstance(spans, pl.DataFrame):
+            kept = annotate(spans, cost_mode=cost_mode, prices=prices, notices=found)
+            traces.add(trace_table(kept, found), _with_metadata(kept))
+        else:
+            # A group's polars calls do not keep every core busy on their own: one group is
+            # summarised while the next is read, and up to `workers` are in flight.
+            for done in _in_flight(pool, summary, spans, waiting=max(workers - 1, 1)):
+                add(done)
+        # Sessions are built a bucket at a time (one, when the trace rows stayed in memory),
+        # `workers` buckets at once: reading one back costs little beside its table.
+        tables = list(_in_flight(pool, _sessions_of, traces.buckets(), waiting=workers))
+    sessions = sorted_stack(tables, by=("start", "session_id"))
 
     def reload(trace_ids: list[str]) -> pl.DataFrame:
         assert load_spans is not None  # only handed out when there is one
         return annotate(load_spans(trace_ids), cost_mode=cost_mode, prices=prices)
 
     return Model(kept, sessions, traces, _notices(found), reload if load_spans else None)
+
+
+def _in_flight(pool: ThreadPoolExecutor, work: Callable, items: Iterable, *, waiting: int):
+    """`work` of each item, in order, done on `pool`; the next item is taken from `items`
+    (read) while at most `waiting` are not handed back: items are frames, held until done."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(work, item))
+        del item  # the pool holds it until its work is done
+        while len(pending) > waiting:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _sessions_of(bucket: tuple[pl.DataFrame, pl.DataFrame]) -> pl.DataFrame:
+    traces, metadata = bucket
+    return session_table(metadata, traces)
 
 
 def _with_metadata(spans: pl.DataFrame) -> pl.DataFrame:
@@ -423,14 +435,15 @@ def _sessions_by_model(traces: pl.DataFrame) -> pl.DataFrame:
         .drop_nulls("calls_by_model")
         .unnest("calls_by_model")
     )
+    # Two small group_bys joined back: windows over the exploded rows took half as long again.
     traces_with = pl.col("trace_id").n_unique()
+    of_model = calls.group_by("session_id", "model").agg(traces_with.alias("model_traces"))
+    of_provider = calls.group_by("session_id", "provider").agg(traces_with.alias("provider_traces"))
     return (
-        calls.with_columns(
-            traces_with.over("session_id", "model").alias("model_traces"),
-            traces_with.over("session_id", "provider").alias("provider_traces"),
-        )
-        .group_by("session_id", "model", "provider")
-        .agg(pl.first("model_traces", "provider_traces"), *(pl.col(c).sum() for c in _CALL_SUMS))
+        calls.group_by("session_id", "model", "provider")
+        .agg(*(pl.col(c).sum() for c in _CALL_SUMS))
+        .join(of_model, on=["session_id", "model"], nulls_equal=True)
+        .join(of_provider, on=["session_id", "provider"], nulls_equal=True)
         .pipe(_in_model_order, "session_id", "model_traces", "provider_traces", *_CALL_SUMS)
     )
 
