@@ -134,8 +134,14 @@ def _table_costs(calls: pl.DataFrame, needs_table: pl.Expr, overrides) -> pl.Ser
                 "per_cache_read": pl.Float64, "per_cache_write": pl.Float64},
         orient="row",
     )  # fmt: skip
+    # Rates as exact decimals once per (model, provider), before they are joined to the calls.
+    rate_columns = ("fixed", "per_input", "per_output", "per_cache_read", "per_cache_write")
     priced = calls.select(*_KEYS, needs_table.alias("needs_table")).join(
-        rates, on=["model", "provider"], how="left", nulls_equal=True, maintain_order="left"
+        rates.with_columns(exact(pl.col(c)) for c in rate_columns),
+        on=["model", "provider"],
+        how="left",
+        nulls_equal=True,
+        maintain_order="left",
     )
     read, write = (
         pl.col("cache_read_tokens").fill_null(0),
@@ -146,11 +152,11 @@ def _table_costs(calls: pl.DataFrame, needs_table: pl.Expr, overrides) -> pl.Ser
     # In exact decimals: float arithmetic would leave noise (0.010326000000000002) that the
     # exact sums then carry into every total and every JSON number.
     linear = (
-        exact(pl.col("fixed"))
-        + uncached.cast(EXACT) * exact(pl.col("per_input"))
-        + read.cast(EXACT) * exact(pl.col("per_cache_read"))
-        + write.cast(EXACT) * exact(pl.col("per_cache_write"))
-        + tokens_out.cast(EXACT) * exact(pl.col("per_output"))
+        pl.col("fixed")
+        + uncached.cast(EXACT) * pl.col("per_input")
+        + read.cast(EXACT) * pl.col("per_cache_read")
+        + write.cast(EXACT) * pl.col("per_cache_write")
+        + tokens_out.cast(EXACT) * pl.col("per_output")
     ).cast(pl.Float64)
     cost: pl.Expr = pl.when(pl.col("needs_table") & ~pl.col("tiered")).then(linear)
     if rates.get_column("tiered").any():
