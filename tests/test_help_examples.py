@@ -50,8 +50,11 @@ def workdir(tmp_path_factory):
         (root / side / "traces.jsonl").write_text(text)
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
-    subprocess.run(["sessions", "convert", "traces/", "-o", "baseline.parquet"], cwd=root,
-                   env=env, check=True, capture_output=True)  # fmt: skip
+    # The converted files that examples read (`convert`'s own examples write spans.parquet too,
+    # but each example must run on its own: `-k` picks any of them).
+    for converted in ("baseline.parquet", "spans.parquet"):
+        subprocess.run(["sessions", "convert", "traces/", "-o", converted], cwd=root,
+                       env=env, check=True, capture_output=True)  # fmt: skip
     return root
 
 
