@@ -61,19 +61,19 @@ std::string python_repr(double number) {
   return out + digits.substr(0, size_t(point)) + "." + digits.substr(size_t(point));
 }
 
-// protobuf._scalar: (known, text).
-std::pair<bool, std::string> scalar(const common::AnyValue &value) {
+// protobuf._scalar: (known, text), the text kept by the batch (the message goes first).
+std::pair<bool, std::string_view> scalar(const common::AnyValue &value, Kept &kept) {
   switch (value.value_case()) {
     case common::AnyValue::kStringValue: {
       std::string_view text = stripped(value.string_value(), python_space);
-      return {!text.empty(), std::string(text)};
+      return {!text.empty(), kept.keep(text)};
     }
     case common::AnyValue::kIntValue:
-      return {true, std::to_string(value.int_value())};
+      return {true, kept.keep(std::to_string(value.int_value()))};
     case common::AnyValue::kBoolValue:
       return {true, value.bool_value() ? "true" : "false"};
     case common::AnyValue::kDoubleValue:
-      return {true, python_repr(value.double_value())};
+      return {true, kept.keep(python_repr(value.double_value()))};
     case common::AnyValue::kBytesValue:  // base64
       throw Unsure{};
     default:
@@ -82,34 +82,37 @@ std::pair<bool, std::string> scalar(const common::AnyValue &value) {
 }
 
 // protobuf._value: an attribute's (text, items, nested).
-Value any_value(const common::AnyValue &value) {
+Value any_value(const common::AnyValue &value, Kept &kept) {
   Value out;
   switch (value.value_case()) {
     case common::AnyValue::kArrayValue: {
       // The items' JSON text, as json.dumps writes it: plain strings only, to be sure.
       out.list = out.nested = out.known = true;
-      out.text = "[";
+      std::string json = "[";
       for (const common::AnyValue &item : value.array_value().values()) {
-        auto [known, text] = scalar(item);
-        if (out.text.size() > 1) out.text += ',';
+        auto [known, text] = scalar(item, kept);
+        if (json.size() > 1) json += ',';
         if (!known) {
-          out.text += "null";
+          json += "null";
         } else {
           for (char c : text)
             if (uint8_t(c) < 0x20 || c == '"' || c == '\\' || c == 0x7f) throw Unsure{};
-          out.text += '"' + text + '"';
+          json += '"';
+          json += text;
+          json += '"';
         }
-        out.items.emplace_back(known, std::move(text));
+        out.items.emplace_back(known, text);
       }
-      out.text += ']';
+      json += ']';
+      out.text = kept.keep(json);
       return out;
     }
     case common::AnyValue::kKvlistValue:
       throw Unsure{};
     default: {
-      auto [known, text] = scalar(value);
+      auto [known, text] = scalar(value, kept);
       out.known = known;
-      out.text = std::move(text);
+      out.text = text;
       return out;
     }
   }
@@ -117,17 +120,16 @@ Value any_value(const common::AnyValue &value) {
 
 // protobuf._wanted: the wanted attributes, the first of a repeated key winning.
 std::vector<Attribute> wanted_of(
-    const google::protobuf::RepeatedPtrField<common::KeyValue> &attributes,
-    const Wanted &wanted) {
+    const google::protobuf::RepeatedPtrField<common::KeyValue> &attributes, Keys &wanted,
+    Kept &kept) {
   std::vector<Attribute> out;
   for (const common::KeyValue &attribute : attributes) {
-    const std::string &key = attribute.key();
-    int kind = wanted.kind(key);
-    if (!kind) continue;
+    int key = wanted.find(attribute.key());
+    if (key < 0) continue;
     bool repeated = false;
-    for (auto &seen : out) repeated = repeated || seen.key == key;
+    for (auto &seen : out) repeated = repeated || seen.key == uint32_t(key);
     if (repeated) continue;
-    out.push_back({key, any_value(attribute.value()), (kind & 2) != 0});
+    out.push_back({uint32_t(key), any_value(attribute.value(), kept)});
   }
   return out;
 }
@@ -149,7 +151,7 @@ template <class Number> void push_number(Text &column, Number number) {
   column.push(std::string_view(buffer, size_t(end - buffer)));
 }
 
-void span(const trace::Span &s, Batch &out, const Wanted &wanted,
+void span(const trace::Span &s, Batch &out, Keys &wanted,
           const std::vector<Attribute> &shared) {
   const std::string *ids[] = {&s.trace_id(), &s.span_id(), &s.parent_span_id()};
   Text *columns[] = {&out.trace_id, &out.span_id, &out.parent};
@@ -175,13 +177,13 @@ void span(const trace::Span &s, Batch &out, const Wanted &wanted,
   s.status().message().empty() ? out.message.push_null() : out.message.push(s.status().message());
   // protobuf._exception: the first `exception` event, and its first exception.message.
   bool exception = false;
-  std::pair<bool, std::string> message{false, {}};
+  std::pair<bool, std::string_view> message{false, {}};
   for (const trace::Span::Event &event : s.events()) {
     if (event.name() != "exception") continue;
     exception = true;
     for (const common::KeyValue &attribute : event.attributes()) {
       if (attribute.key() == "exception.message") {
-        message = scalar(attribute.value());
+        message = scalar(attribute.value(), out.kept);
         break;
       }
     }
@@ -190,7 +192,7 @@ void span(const trace::Span &s, Batch &out, const Wanted &wanted,
   out.exception.values.push(exception);
   message.first ? out.exception_message.push(message.second) : out.exception_message.push_null();
   uint32_t at = out.spans_written++;
-  std::vector<Attribute> own = wanted_of(s.attributes(), wanted);
+  std::vector<Attribute> own = wanted_of(s.attributes(), wanted, out.kept);
   size_t first = out.found.size();
   for (auto &a : own) out.found.emplace_back(at, std::move(a));
   for (const Attribute &a : shared) {
@@ -199,6 +201,7 @@ void span(const trace::Span &s, Batch &out, const Wanted &wanted,
       overridden = overridden || out.found[i].second.key == a.key;
     if (!overridden) out.found.emplace_back(at, a);
   }
+  out.choose(wanted, at, first, out.found.size());
 }
 
 // read(bodies: list[bytes], keys, prefixes, chains, tags, objects, text_keys)
@@ -209,11 +212,11 @@ PyObject *read(PyObject *, PyObject *args) {
   if (!PyArg_ParseTuple(args, "O!OOOOOO", &PyList_Type, &bodies, &keys, &prefixes, &chains,
                         &tags, &objects, &text_keys))
     return nullptr;
-  std::unique_ptr<Wanted> wanted;
   std::unique_ptr<Fields> fields;
+  std::unique_ptr<Keys> wanted;
   try {
-    wanted = std::make_unique<Wanted>(strings(keys), strings(prefixes));
     fields = make_fields(chains, tags, objects, text_keys);
+    wanted = std::make_unique<Keys>(strings(keys), strings(prefixes), fields.get());
   } catch (const std::runtime_error &) {
     return nullptr;
   }
@@ -234,18 +237,20 @@ PyObject *read(PyObject *, PyObject *args) {
   Py_BEGIN_ALLOW_THREADS
   try {
     out = std::make_unique<Batch>();
+    out->start_fields(*fields);
     for (std::string_view body : messages) {
       google::protobuf::Arena arena;
       auto *request = google::protobuf::Arena::CreateMessage<Request>(&arena);
       if (body.size() > INT32_MAX || !request->ParseFromArray(body.data(), int(body.size())))
         throw Unsure{};
       for (const trace::ResourceSpans &resource : request->resource_spans()) {
-        std::vector<Attribute> shared = wanted_of(resource.resource().attributes(), *wanted);
+        std::vector<Attribute> shared =
+            wanted_of(resource.resource().attributes(), *wanted, out->kept);
         for (const trace::ScopeSpans &scope : resource.scope_spans())
           for (const trace::Span &s : scope.spans()) span(s, *out, *wanted, shared);
       }
     }
-    nested_text = finish(*out, *fields);
+    nested_text = finish(*out, *wanted);
   } catch (const Unsure &) {
     unsure = true;
   } catch (const std::bad_alloc &) {

@@ -76,12 +76,12 @@ bool is_integer(std::string_view s) {
 }
 
 // As `otlp.ids_are_hex` checks an id: then `normalise_id` may skip its base64 branch.
-bool hex_id(const std::string &id, size_t length) {
+bool hex_id(std::string_view id, size_t length) {
   if (id.empty()) return true;
   if (id.size() != length) return false;
-  for (char c : id)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
+  bool hex = true;  // no early exit: the loop is then one the compiler vectorises
+  for (char c : id) hex &= (c >= '0' && c <= '9') | (c >= 'a' && c <= 'f');
+  return hex;
 }
 
 // A double as Rust prints it (polars' text of a float): the shortest digits that read back,
@@ -114,13 +114,19 @@ std::string fixed(double number) {
 
 // A JSON scalar as polars decodes it into a String: strings unescaped, integers as written,
 // other numbers as the shortest text that reads back (fixed notation, as Rust prints f64),
-// booleans as true/false, null as absent. Objects and arrays: unsure.
-bool scalar_text(od::value value, std::string &out) {
+// booleans as true/false, null as absent. Objects and arrays: unsure. The text is a view of
+// the input where it is written as it reads, else of `kept`.
+std::string_view plain_string(od::value value);
+bool scalar_text(od::value value, std::string_view &out, Kept &kept) {
   switch (got(value.type())) {
-    case od::json_type::string:
-      out.assign(got(value.get_string()));
-      if (out.find('\0') != std::string::npos) throw Unsure{};
+    case od::json_type::string: {
+      out = plain_string(value);
+      if (out.data() != nullptr) return true;  // simdjson's first stage refused any raw NUL
+      std::string_view text = got(value.get_string());
+      if (text.find('\0') != std::string_view::npos) throw Unsure{};
+      out = kept.keep(text);  // the parser's string buffer is reused by the next document
       return true;
+    }
     case od::json_type::number: {
       std::string_view token = value.raw_json_token();
       while (!token.empty() && (token.back() == ' ' || token.back() == '\t' ||
@@ -128,10 +134,10 @@ bool scalar_text(od::value value, std::string &out) {
         token.remove_suffix(1);
       if (is_integer(token)) {
         if (token == "-0") throw Unsure{};
-        out.assign(token);
+        out = token;
         return true;
       }
-      out = fixed(got(value.get_double()));
+      out = kept.keep(fixed(got(value.get_double())));
       return true;
     }
     case od::json_type::boolean:
@@ -177,12 +183,12 @@ int scalar_rank(std::string_view key) {
 // AnyValue -> Value. At the top (an attribute's value) the text is trimmed, "" is absent, and
 // arrays of scalars are read (tags) as items and JSON text; key-value lists are left to polars.
 // Inside an array (`top` false) it is the first scalar as it is, untrimmed.
-Value any_value(od::value value, bool top) {
+Value any_value(od::value value, bool top, Kept &kept) {
   Value out;
   if (got(value.type()) == od::json_type::null) return out;
   od::object object = got(value.get_object());
   int best = 99;
-  std::string text;
+  std::string_view text;
   bool seen[5] = {false, false, false, false, false};
   for (auto result : object) {
     od::field field = got(std::move(result));
@@ -191,7 +197,7 @@ Value any_value(od::value value, bool top) {
     if (rank >= 0) {
       if (seen[rank]) throw Unsure{};
       seen[rank] = true;
-      if (scalar_text(field.value(), text) && rank < best) {
+      if (scalar_text(field.value(), text, kept) && rank < best) {
         best = rank;
         out.text = text;
       }
@@ -215,7 +221,7 @@ Value any_value(od::value value, bool top) {
         }
         for (auto item : got(list.get_array())) {
           od::value element = got(std::move(item));
-          Value scalar = any_value(element, false);
+          Value scalar = any_value(element, false, kept);
           out.items.emplace_back(scalar.known, scalar.text);
         }
       }
@@ -228,8 +234,7 @@ Value any_value(od::value value, bool top) {
   out.known = best < 99;
   if (!top) return out;
   if (out.known) {
-    std::string_view kept = stripped(out.text, is_space);
-    out.text.assign(kept);
+    out.text = stripped(out.text, is_space);
     out.known = !out.text.empty();
   } else if (out.list) {
     // The JSON text of the items, as polars encodes it: plain strings only, to be sure.
@@ -242,30 +247,33 @@ Value any_value(od::value value, bool top) {
         json += "null";
       } else {
         if (!plain_ascii(item)) throw Unsure{};
-        json += '"' + item + '"';
+        json += '"';
+        json += item;
+        json += '"';
       }
     }
     json += ']';
-    std::string_view kept = stripped(json, is_space);
-    out.text.assign(kept);
+    out.text = kept.keep(stripped(json, is_space));
     out.known = true;
   }
   if (!out.known && out.list) out.nested = true;
   return out;
 }
 
-// The wanted attributes of an `attributes` array, in order; a repeated wanted key: unsure.
-std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool top = true) {
-  std::vector<Attribute> out;
-  if (got(value.type()) == od::json_type::null) return out;
+// The wanted attributes of an `attributes` array, in order, appended to `out`; a key
+// repeated among those appended: unsure. `number` gives a key's number, or -1 when it is not
+// wanted.
+template <class Number>
+void attributes(od::value value, Number &&number, std::vector<std::pair<uint32_t, Attribute>> &out,
+                uint32_t at, Kept &kept, bool top = true) {
+  if (got(value.type()) == od::json_type::null) return;
+  size_t first = out.size();
   for (auto entry : got(value.get_array())) {
     od::value item = got(std::move(entry));
     if (got(item.type()) == od::json_type::null) continue;
     od::object object = got(item.get_object());
-    std::string_view key;
-    std::string unescaped;  // the key's text when it is not the bytes as written
     bool has_key = false, has_value = false;
-    int kind = 0;
+    int key = -1;
     Value parsed;
     // The key may come after the value: read the value only once the key is known wanted.
     // On-Demand reads forward, so a value before its key is parsed whatever the key.
@@ -275,43 +283,39 @@ std::vector<Attribute> attributes(od::value value, const Wanted &wanted, bool to
       if (name == "key") {
         if (has_key) throw Unsure{};
         has_key = true;
-        key = plain_string(field.value());
-        if (key.data() == nullptr) {
-          if (!scalar_text(field.value(), unescaped)) throw Unsure{};
-          key = unescaped;
-        }
-        kind = wanted.kind(key);
+        std::string_view text = plain_string(field.value());
+        if (text.data() == nullptr && !scalar_text(field.value(), text, kept)) throw Unsure{};
+        key = number(text);
       } else if (name == "value") {
         if (has_value) throw Unsure{};
         has_value = true;
-        if (has_key && !kind) {
+        if (has_key && key < 0) {
           skip(field.value());
           continue;
         }
-        parsed = any_value(field.value(), top);
+        parsed = any_value(field.value(), top, kept);
       } else {
         skip(field.value());
       }
     }
-    if (!has_key || !kind) continue;
-    for (auto &seen : out)
-      if (seen.key == key) throw Unsure{};
-    out.push_back({std::string(key), std::move(parsed), (kind & 2) != 0});
+    if (!has_key || key < 0) continue;
+    for (size_t i = first; i < out.size(); ++i)
+      if (out[i].second.key == uint32_t(key)) throw Unsure{};
+    out.emplace_back(at, Attribute{uint32_t(key), std::move(parsed)});
   }
-  return out;
 }
 
 // An exception event's (seen, message): the first exception.message of the span's events.
-void events(od::value value, bool &seen, Value &message, bool &has_message) {
+void events(od::value value, bool &seen, Value &message, bool &has_message, Kept &kept) {
   if (got(value.type()) == od::json_type::null) return;
+  auto exception_message = [](std::string_view key) { return key == "exception.message" ? 0 : -1; };
+  std::vector<std::pair<uint32_t, Attribute>> found;
   for (auto entry : got(value.get_array())) {
     od::value event = got(std::move(entry));
     if (got(event.type()) == od::json_type::null) continue;
     od::object object = got(event.get_object());
-    std::string name;
-    bool named = false;
-    std::vector<Attribute> found;
-    bool read = false;
+    bool exception = false, named = false, read = false;
+    found.clear();
     for (auto result : object) {
       od::field field = got(std::move(result));
       std::string_view key = raw_key(field);
@@ -328,51 +332,65 @@ void events(od::value value, bool &seen, Value &message, bool &has_message) {
             raw[0] == '[')
           throw Unsure{};
         named = true;
-        name = raw == "\"exception\"" ? "exception" : "";
+        exception = raw == "\"exception\"";
       } else if (key == "attributes") {
         if (read) throw Unsure{};
         read = true;
-        static const Wanted only{{"exception.message"}, {}};
-        found = attributes(field.value(), only, false);
+        attributes(field.value(), exception_message, found, 0, kept, false);
       } else {
         skip(field.value());
       }
     }
-    if (!named || name != "exception") continue;
+    if (!named || !exception) continue;
     seen = true;
     if (!has_message && !found.empty()) {
       has_message = true;  // the first, as it is (a later one does not replace an absent one)
-      message = found[0].value;
+      message = std::move(found[0].second.value);
     }
   }
 }
 
-void span(od::value value, Batch &out, const Wanted &wanted) {
+// The span fields read as text, by name; their names differ in length.
+int span_field(std::string_view key) {
+  static const std::string_view names[] = {"traceId", "spanId", "parentSpanId", "name",
+                                           "startTimeUnixNano", "endTimeUnixNano"};
+  int slot;
+  switch (key.size()) {
+    case 7: slot = 0; break;
+    case 6: slot = 1; break;
+    case 12: slot = 2; break;
+    case 4: slot = 3; break;
+    case 17: slot = 4; break;
+    case 15: slot = 5; break;
+    default: return -1;
+  }
+  return key == names[slot] ? slot : -1;
+}
+
+void span(od::value value, Batch &out, Keys &wanted) {
   od::object object = got(value.get_object());
   bool seen[9] = {};
-  std::vector<Attribute> own;
   bool status_code = false, status_message = false, exception = false, has_message = false;
-  std::string code, message;
+  std::string_view code, message;
   Value exception_message;
   Text *texts[] = {&out.trace_id, &out.span_id, &out.parent, &out.name, &out.start, &out.end};
-  const char *names[] = {"traceId", "spanId", "parentSpanId", "name", "startTimeUnixNano",
-                         "endTimeUnixNano"};
-  std::string values[6];
+  std::string_view values[6];
   bool known[6] = {};
+  uint32_t at = out.spans_written;  // its own attributes go straight into `found`
+  size_t first = out.found.size();
+  auto number = [&wanted](std::string_view key) { return wanted.find(key); };
   for (auto result : object) {
     od::field field = got(std::move(result));
     std::string_view key = raw_key(field);
-    int slot = -1;
-    for (int i = 0; i < 6; ++i)
-      if (key == names[i]) slot = i;
+    int slot = span_field(key);
     if (slot >= 0) {
       if (seen[slot]) throw Unsure{};
       seen[slot] = true;
-      known[slot] = scalar_text(field.value(), values[slot]);
+      known[slot] = scalar_text(field.value(), values[slot], out.kept);
     } else if (key == "attributes") {
       if (seen[6]) throw Unsure{};
       seen[6] = true;
-      own = attributes(field.value(), wanted);
+      attributes(field.value(), number, out.found, at, out.kept);
     } else if (key == "status") {
       if (seen[7]) throw Unsure{};
       seen[7] = true;
@@ -385,11 +403,11 @@ void span(od::value value, Batch &out, const Wanted &wanted) {
         if (k == "code") {
           if (seen_code) throw Unsure{};
           seen_code = true;
-          status_code = scalar_text(f.value(), code);
+          status_code = scalar_text(f.value(), code, out.kept);
         } else if (k == "message") {
           if (seen_message) throw Unsure{};
           seen_message = true;
-          status_message = scalar_text(f.value(), message);
+          status_message = scalar_text(f.value(), message, out.kept);
         } else {
           skip(f.value());
         }
@@ -397,7 +415,7 @@ void span(od::value value, Batch &out, const Wanted &wanted) {
     } else if (key == "events") {
       if (seen[8]) throw Unsure{};
       seen[8] = true;
-      events(field.value(), exception, exception_message, has_message);
+      events(field.value(), exception, exception_message, has_message, out.kept);
     } else {
       skip(field.value());
     }
@@ -413,18 +431,16 @@ void span(od::value value, Batch &out, const Wanted &wanted) {
   } else {
     out.exception_message.push_null();
   }
-  uint32_t at = out.spans_written++;
-  size_t first = out.found.size();
-  for (auto &a : own) out.found.emplace_back(at, std::move(a));
+  out.spans_written++;
   out.own_rows.emplace_back(first, out.found.size());
 }
 
 // A resource's spans, then its wanted attributes for each of them.
-void resource_spans(od::value value, Batch &out, const Wanted &wanted) {
+void resource_spans(od::value value, Batch &out, Keys &wanted) {
   if (got(value.type()) == od::json_type::null) return;
   od::object object = got(value.get_object());
   uint32_t first = out.spans_written;
-  std::vector<Attribute> shared;
+  std::vector<std::pair<uint32_t, Attribute>> shared;
   bool seen[3] = {};
   for (auto result : object) {
     od::field field = got(std::move(result));
@@ -443,7 +459,8 @@ void resource_spans(od::value value, Batch &out, const Wanted &wanted) {
         }
         if (read) throw Unsure{};
         read = true;
-        shared = attributes(f.value(), wanted);
+        attributes(f.value(), [&wanted](std::string_view k) { return wanted.find(k); }, shared,
+                   0, out.kept);
       }
     } else if (key == "scopeSpans" || key == "instrumentationLibrarySpans") {
       int which = key == "scopeSpans" ? 1 : 2;
@@ -478,11 +495,13 @@ void resource_spans(od::value value, Batch &out, const Wanted &wanted) {
   }
   // Both scope lists in one resource: the polars path orders all scopeSpans first.
   if (seen[1] && seen[2]) throw Unsure{};
-  for (uint32_t at = first; at < out.spans_written; ++at)
-    for (auto &a : shared) out.shared.emplace_back(at, a);
+  for (uint32_t at = first; at < out.spans_written; ++at) {
+    out.choose(wanted, at, out.own_rows[at].first, out.own_rows[at].second, &shared);
+    for (auto &a : shared) out.shared.emplace_back(at, a.second);
+  }
 }
 
-void document(od::document &doc, Batch &out, const Wanted &wanted) {
+void document(od::document &doc, Batch &out, Keys &wanted) {
   od::object root = got(doc.get_object());
   bool found = false;
   for (auto result : root) {
@@ -522,11 +541,11 @@ PyObject *extract(PyObject *, PyObject *args) {
   if (!PyArg_ParseTuple(args, "y*OOOOOO", &buffer, &keys, &prefixes, &chains, &tags, &objects,
                         &text_keys))
     return nullptr;
-  std::unique_ptr<Wanted> wanted;
   std::unique_ptr<Fields> fields;
+  std::unique_ptr<Keys> wanted;
   try {
-    wanted = std::make_unique<Wanted>(strings(keys), strings(prefixes));
     fields = make_fields(chains, tags, objects, text_keys);
+    wanted = std::make_unique<Keys>(strings(keys), strings(prefixes), fields.get());
   } catch (const std::runtime_error &) {
     PyBuffer_Release(&buffer);
     return nullptr;
@@ -537,9 +556,11 @@ PyObject *extract(PyObject *, PyObject *args) {
   Py_BEGIN_ALLOW_THREADS
   try {
     out = std::make_unique<Batch>();
+    out->start_fields(*fields);
     // Each line is parsed in place: the bytes after it (the next lines) stand in for the
     // padding simdjson reads past a document's end. Only the last lines, too close to the
-    // buffer's end for that, are copied once into a buffer with real padding.
+    // buffer's end for that, are copied once into a buffer with real padding. Both stay until
+    // the batch is finished: its texts are views of them.
     simdjson::padded_string tail;
     od::parser parser;
     const char *p = static_cast<const char *>(buffer.buf), *end = p + buffer.len;
@@ -563,7 +584,7 @@ PyObject *extract(PyObject *, PyObject *args) {
       }
       p = stop + 1;
     }
-    nested_text = finish(*out, *fields);
+    nested_text = finish(*out, *wanted);
   } catch (const Unsure &) {
     unsure = true;
   } catch (const std::bad_alloc &) {

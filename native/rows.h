@@ -11,6 +11,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -121,7 +122,7 @@ struct TextLists final : Column {  // list<utf8>
   Bits valid;
   int64_t null_count = 0;
   Text items;
-  void push(const std::vector<std::pair<bool, std::string>> &values) {
+  void push(const std::vector<std::pair<bool, std::string_view>> &values) {
     for (auto &[known, text] : values) known ? items.push(text) : items.push_null();
     offsets.push_back(int32_t(items.length()));
     valid.push(true);
@@ -285,36 +286,36 @@ std::string_view stripped(std::string_view s, bool (*space)(uint32_t)) {
   return s;
 }
 
-// An attribute's value as (text, items, nested), as `otlp._attribute_rows` has it.
-struct Value {
-  bool known = false;  // text is not null
-  std::string text;
-  bool list = false;  // items is not null
-  std::vector<std::pair<bool, std::string>> items;
-  bool nested = false;
-};
+// Text a batch keeps until it is finished, when its views are copied into the columns: text
+// that cannot be a view of the input (unescaped strings, numbers written out, strings of a
+// protobuf message freed before the batch ends), in blocks that never move.
+class Kept {
+  std::vector<std::unique_ptr<char[]>> blocks;
+  size_t used = 0, size = 0;
 
-struct Wanted {
-  // Views of `owned`, so that a key read from the input is looked up without a copy.
-  std::vector<std::string> owned;
-  std::unordered_set<std::string_view> keys;
-  std::vector<std::string> prefixes;
-  Wanted(std::vector<std::string> wanted, std::vector<std::string> prefixes)
-      : owned(std::move(wanted)), keys(owned.begin(), owned.end()),
-        prefixes(std::move(prefixes)) {}
-  // 0: not wanted; 1: a wanted key; 2: under a prefix; 3: both.
-  int kind(std::string_view key) const { return (keys.count(key) ? 1 : 0) | (prefixed(key) ? 2 : 0); }
-  bool prefixed(std::string_view key) const {
-    for (auto &prefix : prefixes)
-      if (key.substr(0, prefix.size()) == prefix) return true;
-    return false;
+ public:
+  std::string_view keep(std::string_view text) {
+    if (text.empty()) return std::string_view("", 0);
+    if (used + text.size() > size) {
+      size = std::max<size_t>(size_t(1) << 20, text.size());
+      blocks.emplace_back(new char[size]);
+      used = 0;
+    }
+    char *at = blocks.back().get() + used;
+    std::memcpy(at, text.data(), text.size());
+    used += text.size();
+    return {at, text.size()};
   }
 };
 
-struct Attribute {
-  std::string key;
-  Value value;
-  bool prefixed = false;  // under a metadata prefix
+// An attribute's value as (text, items, nested), as `otlp._attribute_rows` has it. The texts
+// are views: of the input, or of the batch's `Kept`.
+struct Value {
+  bool known = false;  // text is not null
+  bool list = false;   // items is not null
+  bool nested = false;
+  std::string_view text;
+  std::vector<std::pair<bool, std::string_view>> items;
 };
 
 // What the batch's fields are made of, when the caller asks for them to be chosen here.
@@ -336,6 +337,56 @@ struct Fields {
   }
 };
 
+// The wanted attribute keys, each with a number: a key read from the input is looked up once,
+// and from then on the batch holds its number, not its text. Keys under a metadata prefix are
+// numbered as they are first seen.
+class Keys {
+ public:
+  struct Key {
+    std::string_view text;
+    bool prefixed;                // under a metadata prefix
+    const Fields::Key *field;     // what the fields make of it; null: nothing
+  };
+
+  Keys(const std::vector<std::string> &wanted, std::vector<std::string> prefixes,
+       const Fields *fields)
+      : prefixes(std::move(prefixes)), fields(fields) {
+    for (auto &key : wanted) add(key);
+  }
+  // The key's number, or -1 when it is not wanted.
+  int find(std::string_view key) {
+    auto found = numbers.find(key);
+    if (found != numbers.end()) return found->second;
+    return prefixed(key) ? add(key) : -1;
+  }
+  const Key &operator[](uint32_t number) const { return table[number]; }
+
+ private:
+  std::vector<std::string> prefixes;
+  const Fields *fields;
+  Kept texts;
+  std::unordered_map<std::string_view, int> numbers;
+  std::vector<Key> table;
+
+  bool prefixed(std::string_view key) const {
+    for (auto &prefix : prefixes)
+      if (key.substr(0, prefix.size()) == prefix) return true;
+    return false;
+  }
+  int add(std::string_view key) {
+    auto found = numbers.find(key);
+    if (found != numbers.end()) return found->second;
+    std::string_view text = texts.keep(key);
+    table.push_back({text, prefixed(text), fields ? fields->of(text) : nullptr});
+    return numbers[text] = int(table.size()) - 1;
+  }
+};
+
+struct Attribute {
+  uint32_t key;  // its number in the batch's Keys
+  Value value;
+};
+
 struct Batch {
   std::shared_ptr<Table> spans = std::make_shared<Table>();
   std::shared_ptr<Table> attrs = std::make_shared<Table>();
@@ -354,6 +405,7 @@ struct Batch {
   Text &text = attrs->add<Text>("text");
   TextLists &items = attrs->add<TextLists>("items");
   Flags &nested = attrs->add<Flags>("nested");
+  Kept kept;  // what the views below point to, when not the input
   // Every wanted attribute of every span, in the polars path's order: a span's own, and at
   // the end its resource's (`shared`, waiting until every span's own are in), the first of a
   // (row, key) kept.
@@ -365,57 +417,80 @@ struct Batch {
   // Where each span's own attributes are in `found`, to let them win over its resource's.
   std::vector<std::pair<size_t, size_t>> own_rows;
 
-  bool has(uint32_t at, const std::string &wanted) const {
+  bool has(uint32_t at, uint32_t wanted) const {
     auto [first, last] = own_rows[at];
     for (size_t i = first; i < last; ++i)
       if (found[i].second.key == wanted) return true;
     return false;
   }
 
-  void attribute(uint32_t at, const Attribute &a, bool null_text = false) {
+  void attribute(const Keys &keys, uint32_t at, const Attribute &a, bool null_text = false) {
     row.values.push_back(at);
-    key.push(a.key);
+    key.push(keys[a.key].text);
     a.value.known && !null_text ? text.push(a.value.text) : text.push_null();
     a.value.list ? items.push(a.value.items) : items.push_null();
     nested.values.push(a.value.nested);
   }
 
   // Every attribute as a row, for the caller to choose fields from.
-  void all_rows() {
-    for (auto &[at, a] : found) attribute(at, a);
+  void all_rows(const Keys &keys) {
+    for (auto &[at, a] : found) attribute(keys, at, a);
   }
 
   // Each field's text from the first key of its chain that has a scalar value (an array or
-  // key-value list there is not a session id: its text counts as absent, and `nested` counts
-  // it), as a column `_<field>` of the spans; rows only for the attributes still read as rows
-  // (tags, metadata). As `otlp._chosen` and `spans_from_rows` do it.
-  int64_t chosen_rows(const Fields &fields) {
-    size_t n = fields.names.size();
-    std::vector<int> best(n * spans_written, INT32_MAX);
-    std::vector<size_t> from(n * spans_written, 0);
-    int64_t nested_text = 0;
-    for (size_t i = 0; i < found.size(); ++i) {
-      auto &[at, a] = found[i];
-      const Fields::Key *key = fields.of(a.key);
-      bool text_key = key && key->text;
-      if (a.value.nested && text_key) ++nested_text;
-      if (key && a.value.known && !a.value.nested) {
-        for (auto [field, rank] : key->chains) {
-          size_t slot = size_t(field) * spans_written + at;
-          if (rank < best[slot]) {
-            best[slot] = rank;
-            from[slot] = i;
-          }
-        }
-      }
-      if ((key && key->tag) || a.prefixed) attribute(at, a, a.value.nested && text_key);
+  // key-value list there is not a session id: its text counts as absent), as a column
+  // `_<field>` of the spans, as `otlp._chosen` does it. Chosen span by span, as soon as a
+  // span's attributes are all known (its resource's too), while they are still in the cache;
+  // the columns are dropped if the batch's rows turn out to be all for the caller
+  // (`all_rows`).
+  std::vector<std::unique_ptr<Text>> fields;
+  std::vector<int> best;
+  std::vector<std::string_view> chosen;
+
+  void start_fields(const Fields &names) {
+    for (auto &name : names.names) {
+      fields.push_back(std::make_unique<Text>());
+      fields.back()->name = name;
     }
-    for (size_t f = 0; f < n; ++f) {
-      Text &column = spans->add<Text>(fields.names[f].c_str());
-      for (uint32_t at = 0; at < spans_written; ++at) {
-        size_t slot = f * spans_written + at;
-        best[slot] == INT32_MAX ? column.push_null() : column.push(found[from[slot]].second.value.text);
+    best.resize(fields.size());
+    chosen.resize(fields.size());
+  }
+
+  void consider(const Keys &keys, const Attribute &a) {
+    const Fields::Key *field = keys[a.key].field;
+    if (!field || !a.value.known || a.value.nested) return;
+    for (auto [f, rank] : field->chains) {
+      if (rank < best[size_t(f)]) {
+        best[size_t(f)] = rank;
+        chosen[size_t(f)] = a.value.text;
       }
+    }
+  }
+
+  // Span `at`'s fields, from found[first, last) and those of `shared` whose key it has not.
+  void choose(const Keys &keys, uint32_t at, size_t first, size_t last,
+              const std::vector<std::pair<uint32_t, Attribute>> *shared = nullptr) {
+    std::fill(best.begin(), best.end(), INT32_MAX);
+    for (size_t i = first; i < last; ++i) consider(keys, found[i].second);
+    if (shared)
+      for (auto &[_, a] : *shared)
+        if (!has(at, a.key)) consider(keys, a);
+    for (size_t f = 0; f < fields.size(); ++f)
+      best[f] == INT32_MAX ? fields[f]->push_null() : fields[f]->push(chosen[f]);
+  }
+
+  // The chosen fields as columns of the spans; rows only for the attributes still read as
+  // rows (tags, metadata), and the count of nested values under text keys.
+  int64_t chosen_rows(const Keys &keys) {
+    for (auto &column : fields) spans->columns.push_back(std::move(column));
+    fields.clear();
+    int64_t nested_text = 0;
+    for (auto &[at, a] : found) {
+      const Keys::Key &key = keys[a.key];
+      bool text_key = key.field && key.field->text;
+      if (a.value.nested && text_key) ++nested_text;
+      if ((key.field && key.field->tag) || key.prefixed)
+        attribute(keys, at, a, a.value.nested && text_key);
     }
     return nested_text;
   }
@@ -467,20 +542,20 @@ std::unique_ptr<Fields> make_fields(PyObject *chains, PyObject *tags, PyObject *
   return fields;
 }
 
-// The rows of a read batch, finished: resource attributes after the spans' own, each field
-// chosen (unless a JSON-object attribute takes part: then every attribute is a row). The
+// The rows of a read batch, finished: resource attributes after the spans' own, the chosen
+// fields kept (unless a JSON-object attribute takes part: then every attribute is a row). The
 // count of nested values under text keys, or -1 when the fields were left to the caller.
-int64_t finish(Batch &out, const Fields &fields) {
+int64_t finish(Batch &out, const Keys &keys) {
   for (auto &[at, a] : out.shared)
     if (!out.has(at, a.key)) out.found.emplace_back(at, std::move(a));
   for (auto &[at, a] : out.found) {
-    const Fields::Key *key = fields.of(a.key);
+    const Fields::Key *key = keys[a.key].field;
     if (key && key->object) {
-      out.all_rows();
+      out.all_rows(keys);
       return -1;
     }
   }
-  return out.chosen_rows(fields);
+  return out.chosen_rows(keys);
 }
 
 // (spans, attributes, nested text count | None, whether every id is lowercase hex)
