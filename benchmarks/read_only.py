@@ -30,7 +30,7 @@ from sessions_cli.store import loading
 
 def main() -> None:
     if "--decode-only" in sys.argv[2:]:
-        otlp.spans_from_bytes = _extract_only
+        otlp.spans_from_blocks = _extract_only
         otlp.spans_from_lines = _decode_only
     started = time.perf_counter()
     sources = inputs.resolve((sys.argv[1],), stdin_is_tty=True, env={})
@@ -40,11 +40,11 @@ def main() -> None:
     print(f"{time.perf_counter() - started:.3f} {spans}")
 
 
-def _extract_only(data, chains, problems):
-    """What `otlp.spans_from_bytes` costs at the least: the native extractor's rows."""
+def _extract_only(blocks, chains, problems):
+    """What `otlp.spans_from_blocks` costs at the least: the native extractor's rows."""
     if not native.active():
         return None
-    found = native.rows(data, otlp.wanted_keys(chains), chains)
+    found = native.rows(blocks, otlp.wanted_keys(chains), chains)
     return None if found is None else empty_spans()
 
 

@@ -14,6 +14,7 @@
 #include <simdjson.h>
 
 #include <charconv>
+#include <deque>
 
 namespace od = simdjson::ondemand;
 
@@ -527,27 +528,39 @@ bool blank(const char *p, const char *end) {
   return true;
 }
 
-// extract(lines: bytes, keys, prefixes, chains, tags, objects, text_keys)
+// extract(blocks: list of bytes-like, keys, prefixes, chains, tags, objects, text_keys)
 //   -> ((schema, array) of spans, (schema, array) of attributes, nested text count | None,
 //       whether every id is lowercase hex) | None
-// `lines`: OTLP JSON documents one per line, as the polars path splits them (blank lines are
-// skipped; a document across lines, or two on one, is malformed there, and unsure here).
-// Each field is chosen here from its chain (`Batch::chosen_rows`), unless an attribute of the
-// batch is a JSON object whose keys may take part: then every attribute is a row, and the
-// count is None.
+// `blocks`: OTLP JSON documents one per line, as the polars path splits them (blank lines are
+// skipped; a document across lines, or two on one, is malformed there, and unsure here). Each
+// block holds whole lines; a batch is several blocks as they were read, not joined into one
+// (that join was a copy of every byte). Each field is chosen here from its chain
+// (`Batch::chosen_rows`), unless an attribute of the batch is a JSON object whose keys may take
+// part: then every attribute is a row, and the count is None.
 PyObject *extract(PyObject *, PyObject *args) {
-  Py_buffer buffer;
-  PyObject *keys, *prefixes, *chains, *tags, *objects, *text_keys;
-  if (!PyArg_ParseTuple(args, "y*OOOOOO", &buffer, &keys, &prefixes, &chains, &tags, &objects,
-                        &text_keys))
+  PyObject *blocks, *keys, *prefixes, *chains, *tags, *objects, *text_keys;
+  if (!PyArg_ParseTuple(args, "O!OOOOOO", &PyList_Type, &blocks, &keys, &prefixes, &chains,
+                        &tags, &objects, &text_keys))
     return nullptr;
+  std::vector<Py_buffer> buffers;
+  auto release = [&buffers] {
+    for (Py_buffer &buffer : buffers) PyBuffer_Release(&buffer);
+  };
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(blocks); ++i) {
+    Py_buffer buffer;
+    if (PyObject_GetBuffer(PyList_GET_ITEM(blocks, i), &buffer, PyBUF_SIMPLE) < 0) {
+      release();
+      return nullptr;
+    }
+    buffers.push_back(buffer);
+  }
   std::unique_ptr<Fields> fields;
   std::unique_ptr<Keys> wanted;
   try {
     fields = make_fields(chains, tags, objects, text_keys);
     wanted = std::make_unique<Keys>(strings(keys), strings(prefixes), fields.get());
   } catch (const std::runtime_error &) {
-    PyBuffer_Release(&buffer);
+    release();
     return nullptr;
   }
   int64_t nested_text = -1;
@@ -558,31 +571,36 @@ PyObject *extract(PyObject *, PyObject *args) {
     out = std::make_unique<Batch>();
     out->start_fields(*fields);
     // Each line is parsed in place: the bytes after it (the next lines) stand in for the
-    // padding simdjson reads past a document's end. Only the last lines, too close to the
-    // buffer's end for that, are copied once into a buffer with real padding. Both stay until
-    // the batch is finished: its texts are views of them.
-    simdjson::padded_string tail;
+    // padding simdjson reads past a document's end. Only each block's last lines, too close to
+    // its end for that, are copied once into a buffer with real padding. All stay until the
+    // batch is finished: its texts are views of them.
+    std::deque<simdjson::padded_string> tails;
     od::parser parser;
-    const char *p = static_cast<const char *>(buffer.buf), *end = p + buffer.len;
-    while (p < end) {
-      const char *newline = static_cast<const char *>(std::memchr(p, '\n', size_t(end - p)));
-      const char *stop = newline ? newline : end;
-      if (!blank(p, stop)) {
-        size_t length = size_t(stop - p);
-        if (size_t(end - p) < length + simdjson::SIMDJSON_PADDING && tail.size() == 0) {
-          tail = simdjson::padded_string(p, size_t(end - p));
-          p = tail.data();
-          end = p + tail.size();
-          stop = p + length;
+    for (const Py_buffer &buffer : buffers) {
+      bool in_tail = false;
+      const char *p = static_cast<const char *>(buffer.buf), *end = p + buffer.len;
+      while (p < end) {
+        const char *newline = static_cast<const char *>(std::memchr(p, '\n', size_t(end - p)));
+        const char *stop = newline ? newline : end;
+        if (!blank(p, stop)) {
+          size_t length = size_t(stop - p);
+          if (size_t(end - p) < length + simdjson::SIMDJSON_PADDING && !in_tail) {
+            tails.emplace_back(p, size_t(end - p));
+            in_tail = true;
+            p = tails.back().data();
+            end = p + tails.back().size();
+            stop = p + length;
+          }
+          size_t capacity = size_t(end - p) + (in_tail ? simdjson::SIMDJSON_PADDING : 0);
+          od::document doc =
+              got(parser.iterate(simdjson::padded_string_view(p, length, capacity)));
+          document(doc, *out, *wanted);
+          // Something after the document on its line: the polars path reads no such line.
+          const char *after = nullptr;
+          if (doc.current_location().get(after) == simdjson::SUCCESS) throw Unsure{};
         }
-        size_t capacity = size_t(end - p) + (tail.size() ? simdjson::SIMDJSON_PADDING : 0);
-        od::document doc = got(parser.iterate(simdjson::padded_string_view(p, length, capacity)));
-        document(doc, *out, *wanted);
-        // Something after the document on its line: the polars path reads no such line.
-        const char *after = nullptr;
-        if (doc.current_location().get(after) == simdjson::SUCCESS) throw Unsure{};
+        p = stop + 1;
       }
-      p = stop + 1;
     }
     nested_text = finish(*out, *wanted);
   } catch (const Unsure &) {
@@ -591,7 +609,7 @@ PyObject *extract(PyObject *, PyObject *args) {
     unsure = true;
   }
   Py_END_ALLOW_THREADS
-  PyBuffer_Release(&buffer);
+  release();
   if (unsure) Py_RETURN_NONE;
   return result(*out, nested_text);
 }

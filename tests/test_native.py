@@ -1,6 +1,6 @@
 """The native OTLP JSON reader against the polars path: the same span frames, always.
 
-`otlp.spans_from_bytes` (native) either gives exactly what `otlp.spans_from_lines` (polars)
+`otlp.spans_from_blocks` (native) either gives exactly what `otlp.spans_from_lines` (polars)
 gives for the same lines, problems counted alike, or None (then the polars path reads them).
 Checked on every fixture, good and bad, and on generated documents that vary what the
 extractor must get right: value kinds, big and odd numbers, whitespace, repeated keys,
@@ -40,7 +40,7 @@ def _native_on(monkeypatch):
 def both(data: bytes):
     """(native frame or None, its problems, polars frame, its problems) of these lines."""
     fast_problems: Counter = Counter()
-    fast = otlp.spans_from_bytes(data, CHAINS, fast_problems)
+    fast = otlp.spans_from_blocks([data], CHAINS, fast_problems)
     text = data.decode("utf-8", "replace")
     lines = pl.Series("line", [x for x in text.split("\n") if x.strip()], dtype=pl.String)
     slow_problems: Counter = Counter()
@@ -83,6 +83,30 @@ def test_good_fixtures_are_read_natively_and_identically(path):
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
 def test_bad_fixtures_are_identical_or_left_to_polars(path):
     assert_same(_bytes(path))
+
+
+@pytest.mark.parametrize("path", [REAL, GENERATED], ids=lambda p: p.name)
+def test_a_batch_read_in_blocks_gives_what_one_block_gives(path):
+    # A batch reaches the extractor as the blocks it was read in, never joined: each block
+    # ends its own last line (padded apart from the rest), a memoryview is read in place, and
+    # a block need not end with a newline (a file's unterminated last line).
+    data = _bytes(path)
+    lines = data.splitlines(keepends=True)
+    assert len(lines) >= 4
+    cuts = [1, len(lines) // 3, len(lines) // 2, len(lines) - 1]
+    blocks: list[bytes | memoryview] = []
+    for start, end in zip([0, *cuts], [*cuts, len(lines)], strict=True):
+        block = b"".join(lines[start:end])
+        blocks.append(memoryview(block) if start % 2 else block.rstrip(b"\n"))
+    whole: Counter = Counter()
+    expected = otlp.spans_from_blocks([data], CHAINS, whole)
+    split: Counter = Counter()
+    got = otlp.spans_from_blocks(blocks, CHAINS, split)
+    assert expected is not None
+    assert got is not None
+    assert not expected.is_empty()
+    assert_frame_equal(got, expected)
+    assert split == whole
 
 
 def test_the_cli_gives_the_same_output_either_way(monkeypatch):
@@ -137,14 +161,14 @@ def test_fields_are_chosen_natively_unless_a_json_object_takes_part():
     keys = otlp.wanted_keys(CHAINS)
     plain = document(("gen_ai.request.model", "b"), ("gen_ai.response.model", "a"),
                      ("agentmark.tags", "x,y"), ("agentmark.metadata.plan", "pro"))  # fmt: skip
-    raw, attrs, nested, hex_ids = native.rows(plain + b"\n", keys, CHAINS)
+    raw, attrs, nested, hex_ids = native.rows([plain + b"\n"], keys, CHAINS)
     assert hex_ids
     assert nested == 0
     assert raw.get_column("_model").to_list() == ["a"]  # the response model ranks first
     assert sorted(attrs.get_column("key")) == ["agentmark.metadata.plan", "agentmark.tags"]
     assert_same(plain + b"\n")
     spread = document(("metadata", '{"user_id": "u1"}'), ("gen_ai.response.model", "a"))
-    raw, attrs, nested, _ = native.rows(spread + b"\n", keys, CHAINS)
+    raw, attrs, nested, _ = native.rows([spread + b"\n"], keys, CHAINS)
     assert nested is None
     assert "_model" not in raw.columns
     assert sorted(attrs.get_column("key")) == ["gen_ai.response.model", "metadata"]

@@ -83,15 +83,18 @@ class Rows(NamedTuple):
     ids_are_hex: bool  # as otlp.ids_are_hex(spans) would say
 
 
-def rows(data: bytes, keys: list[str], chains: dict[str, tuple[str, ...]]) -> Rows | None:
-    """(spans, attributes, nested, ids_are_hex) of OTLP JSON lines, or None when the polars
-    path must read them. The spans come with each field's chosen text (`_<field>`), the
+def rows(
+    blocks: list[bytes | memoryview], keys: list[str], chains: dict[str, tuple[str, ...]]
+) -> Rows | None:
+    """(spans, attributes, nested, ids_are_hex) of OTLP JSON lines, in blocks of whole lines
+    as they were read (bytes or memoryviews: not joined, which would copy them), or None when
+    the polars path must read them. The spans come with each field's chosen text (`_<field>`), the
     attributes are only those still read as rows (tags, metadata), and `nested` counts the
     arrays and key-value lists under text keys; unless the batch has a JSON-object attribute
     (`metadata`, Langfuse's details), whose keys take part in the chains: then every wanted
     attribute is a row, for polars to choose from, and `nested` is None."""
     assert _extension is not None
-    return _rows(_extension.extract(data, keys, METADATA_PREFIXES, *_fields(chains, keys)))
+    return _rows(_extension.extract(blocks, keys, METADATA_PREFIXES, *_fields(chains, keys)))
 
 
 def protobuf_rows(

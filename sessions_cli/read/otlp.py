@@ -118,14 +118,15 @@ def spans_from_lines(
     return _spans(lines, chains, problems, trust_nul, _document(_ANY, events))
 
 
-def spans_from_bytes(
-    data: bytes, chains: dict[str, tuple[str, ...]], problems: Counter
+def spans_from_blocks(
+    blocks: list[bytes | memoryview], chains: dict[str, tuple[str, ...]], problems: Counter
 ) -> pl.DataFrame | None:
-    """`spans_from_lines` of the lines in `data` by the native reader, when it is built and
-    sure of them (see read/native.py); None: read them with `spans_from_lines`."""
+    """`spans_from_lines` of the lines in `blocks` (each of whole lines) by the native reader,
+    when it is built and sure of them (see read/native.py); None: read them with
+    `spans_from_lines`."""
     if not native.active():
         return None
-    found = native.rows(data, wanted_keys(chains), chains)
+    found = native.rows(blocks, wanted_keys(chains), chains)
     if found is None:
         return None
     if not found.spans.height:

@@ -934,7 +934,7 @@ def _parse_pieces(pieces: list[_Piece], chains, polars_line_bytes: int | None = 
     labels = list(dict.fromkeys(p.label for p in pieces))
     label = labels[0] if len(labels) == 1 else f"{labels[0]} (and {len(labels) - 1:,} more)"
     parsed = _Parsed(label, empty_spans())
-    read_natively = otlp.spans_from_bytes(_joined(pieces), chains, parsed.problems)
+    read_natively = otlp.spans_from_blocks(_blocks(pieces), chains, parsed.problems)
     if read_natively is not None:
         parsed.spans = compact(read_natively)
         return parsed
@@ -1008,16 +1008,15 @@ def _without_long_lines(pieces: list[_Piece], limit: int, parsed: _Parsed) -> li
     return out
 
 
-def _joined(pieces: list[_Piece]) -> bytes:
-    """The batch's lines as one block (a file's byte-order mark left out), for the native
-    reader."""
-    blocks = [
-        piece.data[len(_BOM_BYTES) :]
+def _blocks(pieces: list[_Piece]) -> list[bytes | memoryview]:
+    """The batch's blocks of lines, a file's byte-order mark left out, for the native reader:
+    as they were read, not joined (a join copied every byte of the input once more)."""
+    return [
+        memoryview(piece.data)[len(_BOM_BYTES) :]
         if piece.first_line_no == 1 and piece.data.startswith(_BOM_BYTES)
         else piece.data
         for piece in pieces
     ]
-    return blocks[0] if len(blocks) == 1 else b"\n".join(blocks)
 
 
 def _texts(pieces: list[_Piece], parsed: _Parsed) -> list[str]:
