@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 SESSIONS = str(Path(sys.executable).with_name("sessions"))
@@ -29,10 +30,20 @@ RESULTS = HERE / "RESULTS.md"
 RUNS = "# Runs recorded by benchmarks/run.py"
 
 
+class Run(NamedTuple):
+    wall: float  # seconds
+    peak_mb: float  # the child's own peak RSS, from wait4
+    out: bytes  # its stdout, when kept
+    cpu: float  # user + system seconds
+
+
 def measure(
-    args: list[str], stdout=subprocess.DEVNULL, env: dict[str, str] | None = None
-) -> tuple[float, float, bytes]:
-    """(wall seconds, peak RSS in MB, stdout) of one run; wait4 gives this child's own peak."""
+    args: list[str],
+    stdout=subprocess.DEVNULL,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Run:
+    """One run of `args` as a child process."""
     with tempfile.TemporaryFile() as err_file, tempfile.TemporaryFile() as out_file:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -40,6 +51,7 @@ def measure(
             stdout=out_file if stdout is None else stdout,
             stderr=err_file,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
@@ -49,7 +61,7 @@ def measure(
         err, out = err_file.read(), out_file.read()
     if process.returncode not in (0, 3):
         raise SystemExit(f"failed ({process.returncode}): {' '.join(args)}\n{err.decode()}")
-    return wall, usage.ru_maxrss / 1024, out
+    return Run(wall, usage.ru_maxrss / 1024, out, usage.ru_utime + usage.ru_stime)
 
 
 FULL_BATCH = 512  # spans per line of a busy exporter (OTel's BatchSpanProcessor maximum)
@@ -68,7 +80,7 @@ def generated(spans: int, data: Path, batch: int = FULL_BATCH) -> Path:
     return path
 
 
-def median_of(runs: list[tuple[float, float, bytes]]) -> tuple[float, float]:
+def median_of(runs: list[Run]) -> tuple[float, float]:
     return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
 
 
