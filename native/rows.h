@@ -79,26 +79,76 @@ struct Column {
   std::string name;
 };
 
+// Whether `s` is a whole number as written (a minus only before a number other than 0, no
+// leading zero, within 64 bits): the texts whose number polars reads the same way, and whose
+// decimal form gives the text back.
+inline bool whole_number(std::string_view s, int64_t &out) {
+  bool minus = !s.empty() && s[0] == '-';
+  std::string_view digits = s.substr(minus ? 1 : 0);
+  if (digits.empty() || digits.size() > 19 || (digits[0] == '0' && (digits.size() > 1 || minus)))
+    return false;
+  uint64_t n = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + uint64_t(c - '0');
+  }
+  if (n > uint64_t(INT64_MAX)) return false;
+  out = minus ? -int64_t(n) : int64_t(n);
+  return true;
+}
+
 struct Text final : Column {
   std::vector<int32_t> offsets{0};
   std::string data;
   Bits valid;
   int64_t null_count = 0;
+  // A column of numbers as text (times, token counts) keeps only the numbers while every text
+  // is a whole number as written, and is handed over as int64: polars would otherwise turn the
+  // texts into numbers again. At the first other text it becomes a text column.
+  bool numeric = false;
+  std::vector<int64_t> numbers;
+
+  void numbers_only() {
+    numeric = true;
+    numbers.reserve(1024);  // a data buffer, even when empty
+  }
   void push(std::string_view s) {
+    if (numeric) {
+      int64_t n;
+      if (whole_number(s, n)) {
+        numbers.push_back(n);
+        valid.push(true);
+        return;
+      }
+      as_text();
+    }
     data.append(s);
     if (data.size() > INT32_MAX) throw Unsure{};
     offsets.push_back(int32_t(data.size()));
     valid.push(true);
   }
   void push_null() {
-    offsets.push_back(int32_t(data.size()));
+    if (numeric) numbers.push_back(0);
+    else offsets.push_back(int32_t(data.size()));
     valid.push(false);
     ++null_count;
   }
-  const char *format() const override { return "u"; }
-  int64_t length() const override { return int64_t(offsets.size()) - 1; }
+  // The numbers so far back to their texts (exactly: each was written in that form).
+  void as_text() {
+    numeric = false;
+    for (size_t i = 0; i < numbers.size(); ++i) {
+      if ((valid.bytes[i >> 3] >> (i & 7)) & 1) data += std::to_string(numbers[i]);
+      offsets.push_back(int32_t(data.size()));
+    }
+    std::vector<int64_t>().swap(numbers);
+  }
+  const char *format() const override { return numeric ? "l" : "u"; }
+  int64_t length() const override {
+    return numeric ? int64_t(numbers.size()) : int64_t(offsets.size()) - 1;
+  }
   int64_t nulls() const override { return null_count; }
   std::vector<const void *> buffers() const override {
+    if (numeric) return {valid.bytes.data(), numbers.data()};
     return {valid.bytes.data(), offsets.data(), data.data()};
   }
 };
@@ -448,9 +498,15 @@ struct Batch {
   std::vector<std::string_view> chosen;
 
   void start_fields(const Fields &names) {
+    start.numbers_only();
+    end.numbers_only();
+    const std::string_view counts = "_tokens";  // token counts: whole numbers, mostly
     for (auto &name : names.names) {
       fields.push_back(std::make_unique<Text>());
       fields.back()->name = name;
+      if (name.size() > counts.size() &&
+          name.compare(name.size() - counts.size(), counts.size(), counts) == 0)
+        fields.back()->numbers_only();
     }
     best.resize(fields.size());
     chosen.resize(fields.size());

@@ -175,6 +175,37 @@ def test_fields_are_chosen_natively_unless_a_json_object_takes_part():
     assert_same(spread + b"\n")
 
 
+def test_whole_numbers_are_handed_over_as_numbers_until_a_text_is_not_one():
+    """Times and token counts come as int64 while every text of the batch is a whole number as
+    written; any other form (a leading zero or plus, a fraction, past 64 bits) turns
+    the column back into text, from that span on as before it, and polars reads it as usual."""
+    keys = otlp.wanted_keys(CHAINS)
+
+    def lines(*counts: str) -> bytes:
+        spans = [
+            {"traceId": "ab" * 16, "spanId": f"{i:016x}", "name": "chat",
+             "startTimeUnixNano": str(1_700_000_000_000_000_000 + i),
+             "endTimeUnixNano": 1_700_000_000_000_000_500 + i,
+             "attributes": [{"key": "gen_ai.usage.input_tokens",
+                             "value": {"intValue": count}}]}
+            for i, count in enumerate(counts)
+        ]  # fmt: skip
+        document = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
+        return json.dumps(document).encode() + b"\n"
+
+    whole = lines("12", "0", "-3", "9223372036854775807")
+    raw = native.rows([whole], keys, CHAINS).spans
+    assert raw.schema["startTimeUnixNano"] == raw.schema["endTimeUnixNano"] == pl.Int64
+    assert raw.get_column("_input_tokens").to_list() == [12, 0, -3, 2**63 - 1]
+    assert assert_same(whole)
+    for odd in ("007", "+5", "-0", "12.0", "9223372036854775808", "1e3"):
+        mixed = lines("12", "40", odd, "7")
+        column = native.rows([mixed], keys, CHAINS).spans.get_column("_input_tokens")
+        assert column.dtype == pl.String
+        assert column.to_list() == ["12", "40", odd, "7"]
+        assert assert_same(mixed), odd
+
+
 # Generated documents --------------------------------------------------------------------------
 
 _WANTED = [*sorted(otlp.wanted_keys(CHAINS)), "agentmark.metadata.plan", "other.key"]
