@@ -54,9 +54,15 @@ def main() -> None:
     parser.add_argument("file", help="the input (for the default command, `list FILE --json`)")
     parser.add_argument("--base", default="HEAD", help="the commit to race (default HEAD)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each side")
-    parser.add_argument("command", nargs="*", help="after --: the sessions arguments")
-    args = parser.parse_args()
-    command = args.command or ["list", str(Path(args.file).resolve()), "--json"]
+    parser.epilog = "After --: the sessions arguments to run instead of `list FILE --json`."
+    given = sys.argv[1:]
+    ours, command = (
+        (given[: given.index("--")], given[given.index("--") + 1 :])
+        if "--" in given
+        else (given, [])
+    )
+    args = parser.parse_args(ours)
+    command = command or ["list", str(Path(args.file).resolve()), "--json"]
     with tempfile.TemporaryDirectory(prefix="sessions-compare-") as name:
         scratch = Path(name)
         try:
