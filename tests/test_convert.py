@@ -316,16 +316,21 @@ def test_converted_parquet_keeps_the_span_columns(tmp_path):
     assert json.loads(run("list", str(out), "--json").stdout)
 
 
-def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
+@pytest.mark.parametrize("traces_on_disk", [True, False])
+def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch, traces_on_disk):
     """Past its memory limit the store buckets spans by trace on disk, the model is built a
-    group at a time, and trace rows wait on disk by session: every table must come out the
-    same as from one frame in memory."""
+    group at a time, and trace rows wait by session, on disk past their own limit or in
+    memory: every table must come out the same as from one frame in memory."""
     from sessions_cli.query import timeline
     from sessions_cli.store import spans as span_store
     from sessions_cli.store import traces as trace_store
 
     monkeypatch.setattr(span_store, "_FLUSH_ROWS", 250)  # several span files
-    monkeypatch.setattr(trace_store, "_FLUSH_ROWS", 40)  # several trace files
+    if traces_on_disk:
+        monkeypatch.setattr(trace_store, "_MEMORY_BYTES", 0)
+        monkeypatch.setattr(trace_store, "_FLUSH_ROWS", 40)  # several trace files
+    buckets = []
+    monkeypatch.setattr(model, "session_table", _recording(model.session_table, buckets))
 
     plain = tmp_path / "generated.jsonl"
     plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
@@ -344,7 +349,9 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
         assert store.spilled
         spilled = model.build(store.groups(), load_spans=store.spans_of, spill_dir=store.directory)
         assert spilled.spans is None
-        assert len(list(store.directory.glob("traces-*.arrow"))) > 1  # several flushes
+        trace_files = list(store.directory.glob("traces-*.arrow"))
+        assert len(trace_files) > 1 if traces_on_disk else not trace_files
+        assert len(buckets) > 1  # sessions built a bucket of trace rows at a time
         assert len(list(store.directory.glob("spans-*.arrow"))) > 1
         assert store.conflicting_duplicates == report.conflicting_duplicates
         assert spilled.traces.to_dicts() == reference.traces.to_dicts()
@@ -357,6 +364,14 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch):
             b = timeline.events(reference, timeline.session(reference, session_id), spans=True)
             assert a.to_dicts() == b.to_dicts()
     assert not store.directory.exists()  # removed on close
+
+
+def _recording(function, calls: list):
+    def recorded(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+
+    return recorded
 
 
 def test_a_spilled_store_keeps_the_first_read_of_a_re_sent_span(monkeypatch):

@@ -150,16 +150,9 @@ class Spilled:
 
     def write(self, frame: pl.DataFrame, bucket: pl.Expr, path: Path) -> None:
         """`frame` as the file `path`; `bucket` numbers each row from 0 to buckets - 1."""
-        # A stable sort, not a gather by arg_sort: gathering nested columns (a trace's
-        # calls_by_model) by index was many times slower.
-        in_order = frame.with_columns(bucket.cast(pl.UInt32).alias("_bucket")).sort(
-            "_bucket", maintain_order=True
-        )
-        sizes = [0] * self.buckets
-        for number, rows in in_order.group_by("_bucket").len().iter_rows():
-            sizes[number] = rows
-        write_part(in_order.drop("_bucket"), path, batch_rows=self.BATCH_ROWS)
-        self.files.append((path, [0, *itertools.accumulate(sizes)]))
+        in_order, starts = by_bucket(frame, bucket, self.buckets)
+        write_part(in_order, path, batch_rows=self.BATCH_ROWS)
+        self.files.append((path, starts))
 
     def rows(self, bucket: int) -> int:
         return sum(starts[bucket + 1] - starts[bucket] for _, starts in self.files)
@@ -178,6 +171,19 @@ class Spilled:
         if not scans:  # no rows: the first file's columns, none of its rows
             return pl.scan_ipc(self.files[0][0]).head(0).collect()
         return pl.concat(scans).collect().rechunk()
+
+
+def by_bucket(frame: pl.DataFrame, bucket: pl.Expr, buckets: int) -> tuple[pl.DataFrame, list[int]]:
+    """`frame`'s rows in bucket order (each bucket's in their order), and where each bucket
+    starts, and the last one ends; `bucket` numbers each row from 0 to buckets - 1."""
+    # A stable sort, not a gather by arg_sort: gathering nested columns (a trace's
+    # calls_by_model) by index was many times slower.
+    numbers = frame.select(bucket.cast(pl.UInt32)).to_series()
+    sizes = [0] * buckets
+    for number, rows in numbers.value_counts().iter_rows():
+        sizes[number] = rows
+    in_order = frame.with_columns(numbers.alias("_bucket")).sort("_bucket", maintain_order=True)
+    return in_order.drop("_bucket"), [0, *itertools.accumulate(sizes)]
 
 
 def _runs(buckets: list[int]) -> list[tuple[int, int]]:

@@ -1,12 +1,13 @@
 """Where the per-trace table waits for the sessions to be built: in memory, or, when the spans
-were spilled (a big export), on disk by session.
+were spilled (a big export) and the trace rows outgrow `memory_bytes`, on disk by session.
 
 A session's figures need all of its traces, and its traces may come from any group of spans.
-On disk, each trace row goes to one of 16 buckets by a hash of its session id (traces without
-a session to a bucket of their own), buffered and written to Arrow IPC files (as the spans are:
-`spans.Spilled`). Sessions are
-then built a bucket at a time, and one session's traces are read back from its bucket alone,
-so memory follows a sixteenth of the traces, not all of them.
+Each trace row belongs to one of 16 buckets by a hash of its session id (traces without a
+session to a bucket of their own). For a big export, sessions are built a bucket at a time, so
+the model's working memory follows a sixteenth of the traces, not all of them. Trace rows that
+fit in memory are put in bucket order there; past that, they are buffered and written to Arrow
+IPC files (as the spans are: `spans.Spilled`), and one session's traces are read back from its
+bucket alone.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from pathlib import Path
 
 import polars as pl
 
-from sessions_cli.store.spans import Spilled
+from sessions_cli.store.spans import Spilled, by_bucket
 
 _BUCKETS = 16
 _ORPHANS = _BUCKETS  # the bucket of traces without a session
-_FLUSH_ROWS = 100_000  # buffered trace rows written out at once, across buckets
+_FLUSH_ROWS = 100_000  # buffered trace rows written out at once, across buckets, once spilling
+# Trace rows (and their spans with metadata) held, by polars' estimate, before they go to
+# disk. A trace row is wide (a list of per-model sums): writing them out and reading them back
+# cost more than writing the spans, so they stay in memory up to this bound, which keeps an
+# export of about a million spans in a few hundred thousand traces well under 1 GiB in all.
+_MEMORY_BYTES = 192 * 1024**2
 
 
 def _bucket(session_id: pl.Expr) -> pl.Expr:
@@ -35,10 +41,12 @@ class TraceStore:
     """Trace rows, and the spans with metadata (with their trace's session id) beside them."""
 
     def __init__(self, directory: Path | None = None) -> None:
-        self.directory = directory  # None: everything stays in memory
+        self.directory = directory  # None: everything stays in memory, as one bucket
+        self.memory_bytes = _MEMORY_BYTES
         self.traces: list[pl.DataFrame] = []
         self.metadata: list[pl.DataFrame] = []
-        self.held = 0
+        self.held = 0  # rows
+        self.held_bytes = 0
         self.files = {kind: Spilled(_BUCKETS + 1) for kind in ("traces", "metadata")}
         self.empty: dict[str, pl.DataFrame] = {}  # each kind's columns, for empty answers
 
@@ -52,8 +60,15 @@ class TraceStore:
         self.traces.append(traces)
         self.metadata.append(metadata)
         self.held += traces.height
-        if self.directory is not None and self.held >= _FLUSH_ROWS:
+        self.held_bytes += int(traces.estimated_size() + metadata.estimated_size())
+        if self.directory is None:
+            return
+        if self.held_bytes > self.memory_bytes or (self.spilled and self.held >= _FLUSH_ROWS):
             self._flush()
+
+    @property
+    def spilled(self) -> bool:
+        return bool(self.files["traces"])
 
     def _flush(self) -> None:
         assert self.directory is not None  # made when the store first spills
@@ -61,7 +76,7 @@ class TraceStore:
             files = self.files[kind]
             path = self.directory / f"{kind}-{len(files):06d}.arrow"
             files.write(pl.concat(frames), _bucket(pl.col("session_id")), path)
-        self.traces, self.metadata, self.held = [], [], 0
+        self.traces, self.metadata, self.held, self.held_bytes = [], [], 0, 0
 
     def _read(self, kind: str, bucket: int) -> pl.DataFrame:
         """One bucket's rows: from its files, and from the rows not yet written."""
@@ -76,10 +91,31 @@ class TraceStore:
         if self.directory is None:
             yield _in_order(pl.concat(self.traces)), pl.concat(self.metadata)
             return
+        if not self.spilled:
+            yield from self._held_buckets()
+            return
         for bucket in range(_BUCKETS):
             traces = self._read("traces", bucket)
             if not traces.is_empty():
                 yield _in_order(traces), self._read("metadata", bucket)
+
+    def _held_buckets(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        """The buckets of the rows held in memory: each kind put in bucket order once (and
+        held so from then on), then sliced."""
+        if not self.traces:
+            return
+        bucket = _bucket(pl.col("session_id"))
+        traces, trace_starts = by_bucket(pl.concat(self.traces), bucket, _BUCKETS + 1)
+        metadata, metadata_starts = by_bucket(pl.concat(self.metadata), bucket, _BUCKETS + 1)
+        self.traces, self.metadata = [traces], [metadata]
+        for number in range(_BUCKETS):  # the orphans bucket has no sessions
+            start, end = trace_starts[number], trace_starts[number + 1]
+            if end > start:
+                first, last = metadata_starts[number], metadata_starts[number + 1]
+                yield (
+                    _in_order(traces.slice(start, end - start)),
+                    metadata.slice(first, last - first),
+                )
 
     def of_session(self, session_id: str) -> pl.DataFrame:
         return self._where(pl.col("session_id") == session_id, session_id)
@@ -89,12 +125,12 @@ class TraceStore:
 
     def everything(self) -> pl.DataFrame:
         """Every trace, in start order (tests; commands read a bucket at a time)."""
-        if self.directory is None:
+        if not self.spilled:
             return _in_order(pl.concat(self.traces))
         return _in_order(pl.concat([self._read("traces", b) for b in range(_BUCKETS + 1)]))
 
     def _where(self, condition: pl.Expr, session_id: str | None) -> pl.DataFrame:
-        if self.directory is None:
+        if not self.spilled:
             return _in_order(pl.concat(self.traces).filter(condition))
         bucket = (
             _ORPHANS
