@@ -71,14 +71,19 @@ def _write(groups: Iterable[pl.DataFrame], path: str, suffix: str, scratch: Path
                 parts.append(scratch / f"convert-{number:06d}.arrow")
                 write_part(records, parts[-1])
             del records, group
-        source = pl.scan_ipc(parts) if parts else pl.concat(held).lazy()
-        # Row groups of 25k rows: two cores decode a 100k-span group at once (100k spans:
-        # 16 -> 9.5 ms; 1M: 158 -> 127 ms), and the file is the same size.
+        # Row groups decide what reading a group back decodes. Spilled groups come from their
+        # own files, and polars' sink, given no row group size, has ended its row groups where
+        # a file ends (seen, not promised): then no group decodes rows of its neighbours'.
+        # Held ones, a group or two, are cut in 25k rows that two cores decode at once.
+        if parts:
+            source, row_group_size = pl.scan_ipc(parts), None
+        else:
+            source, row_group_size = pl.concat(held).lazy(), 25_000
         source.sink_parquet(
             path,
             compression="zstd",
             statistics=False,
-            row_group_size=25_000,
+            row_group_size=row_group_size,
             metadata={GROUPS: json.dumps(sizes), ID_SUMS: json.dumps(id_sums)},
         )
         return count
