@@ -66,6 +66,10 @@ class Tuning:
     memory_rows: int | None = 150_000
     # Spans per group read back from the store: one model build each.
     group_rows: int = 100_000
+    # Spans past memory_rows that stay in memory, by polars' estimate, when a command reads
+    # them only once (list, stats, diff, convert): bucketed as a spill is, and let go group by
+    # group. An export of about a million spans fits; the rest goes to disk.
+    once_bytes: int = 256 * 1024**2
 
     def __post_init__(self) -> None:
         for name in (

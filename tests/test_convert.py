@@ -366,6 +366,49 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch, tra
     assert not store.directory.exists()  # removed on close
 
 
+def test_spans_read_once_stay_in_memory_then_go_to_disk(tmp_path, monkeypatch):
+    """A command that reads spans only once (list, stats) lets the store keep spilled buckets
+    in memory up to a bound, and send what comes after to disk: with some of each, every
+    table must come out as from one frame in memory, and a bucket handed over is gone."""
+    import polars as pl
+
+    from sessions_cli.store import spans as span_store
+
+    monkeypatch.setattr(span_store, "_FLUSH_ROWS", 250)  # several flushes
+    plain = tmp_path / "generated.jsonl"
+    plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
+    sources = [inputs.Source(str(plain), plain)]
+    spans, report = loading.read_spans(
+        sources, attributes.CHAINS, tuning=Tuning(chunk_bytes=50_000)
+    )
+    reference = model.build(spans)
+    # 2,008 spans flushed about 500 at a time, each flush a quarter of the size: two fit.
+    some = int(spans.estimated_size() * 0.6)
+    tuning = Tuning(chunk_bytes=50_000, memory_rows=100, group_rows=300, once_bytes=some)
+    store, _ = loading.read_store(sources, attributes.CHAINS, tuning=tuning, spans_again=False)
+    with store:
+        assert len(store.in_memory) > 1  # in memory,
+        assert len(store.parts) > 1  # then on disk
+        groups = list(store.groups())
+        assert len(groups) > 1
+        built = model.build(groups, load_spans=store.spans_of, spill_dir=store.directory)
+        assert all(not flush for flush in store.in_memory)  # every bucket let go
+        assert store.conflicting_duplicates == report.conflicting_duplicates
+        assert built.traces.to_dicts() == reference.traces.to_dicts()
+        assert built.sessions.to_dicts() == reference.sessions.to_dicts()
+        assert built.orphans.to_dicts() == reference.orphans.to_dicts()
+        assert built.notices == reference.notices
+        trace_id = reference.traces.get_column("trace_id")[0]
+        with pytest.raises(AssertionError, match="read again"):
+            store.spans_of([trace_id])
+    # Without spans_again=False nothing stays: show and timeline read spans back.
+    store, _ = loading.read_store(sources, attributes.CHAINS, tuning=tuning)
+    with store:
+        assert not store.in_memory
+        assert store.parts
+        assert store.spans_of([trace_id]).equals(spans.filter(pl.col("trace_id") == trace_id))
+
+
 def _recording(function, calls: list):
     def recorded(*args, **kwargs):
         calls.append(args)

@@ -120,7 +120,7 @@ def _side(path, filters, by, **load):
     """One side's sessions after the filters, and (by trace_name or model) their traces."""
     from sessions_cli.query import filters as query
 
-    model = steps.load((path,), **load)
+    model = steps.load((path,), **load, spans_again=False)
     sessions = query.filter_sessions(model.sessions, filters)
     if sessions.is_empty():
         click.echo(f"sessions: {path}: no sessions match", err=True)

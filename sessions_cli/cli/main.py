@@ -197,7 +197,12 @@ def list_command(
     zone = options.zone_from(tz)
     filters = options.filters_from(filter_args, zone)
     model = steps.load(
-        paths, strict=strict, session_keys=session_keys, price_file=price_file, cost_mode=cost_mode
+        paths,
+        strict=strict,
+        session_keys=session_keys,
+        price_file=price_file,
+        cost_mode=cost_mode,
+        spans_again=False,
     )
     # Two kinds of row: sessions, or (--orphans) the traces that belong to none.
     if orphans:
@@ -389,7 +394,9 @@ def convert_command(paths, strict, session_keys, output):
             f"unknown output type {suffix or '(none)'!r}: use .parquet, .jsonl or .csv",
             param_hint="--output",
         )
-    store, report = steps.store_of(paths, strict=strict, session_keys=session_keys)
+    store, report = steps.store_of(
+        paths, strict=strict, session_keys=session_keys, spans_again=False
+    )
     try:
         written = export.write(store.groups(), output, scratch=store.directory)
     except OSError as exc:
@@ -451,6 +458,7 @@ def stats_command(paths, strict, session_keys, price_file, cost_mode, by, fmt, c
         price_file=price_file,
         cost_mode=cost_mode,
         need_spans=not allow_empty and any(limit is not None for limit in limits.values()),
+        spans_again=False,
     )
     sessions = query.filter_sessions(model.sessions, filters)
     if sessions.is_empty():

@@ -36,14 +36,17 @@ class CliError(click.ClickException):
 # Shared steps
 
 
-def load(paths, *, strict, session_keys, price_file, cost_mode, need_spans=False):
+def load(paths, *, strict, session_keys, price_file, cost_mode, need_spans=False, spans_again=True):
     """The model of PATHS. Spans wait in a SpanStore (on disk past a size); it is removed when
     the command ends. With `need_spans` (a budget check), reading no spans is an error: an
-    empty export must not pass a CI gate."""
+    empty export must not pass a CI gate. Without `spans_again`, the command never reads a
+    session's spans back from the model (`spans_of`: show, timeline, report do)."""
     from sessions_cli.model import sessions as model
 
     prices = price_file or {}  # read and checked while the options were parsed
-    store, report = store_of(paths, strict=strict, session_keys=session_keys)
+    store, report = store_of(
+        paths, strict=strict, session_keys=session_keys, spans_again=spans_again
+    )
     with timed("model"):
         built = model.build(
             store.groups(),
@@ -81,9 +84,9 @@ def timed(phase: str):
         TIMINGS[phase] = TIMINGS.get(phase, 0.0) + time.perf_counter() - started
 
 
-def store_of(paths, *, strict, session_keys):
+def store_of(paths, *, strict, session_keys, spans_again=True):
     """The deduplicated spans of PATHS, in a SpanStore (on disk past a size) that is removed
-    when the command ends, and the report of what was read."""
+    when the command ends, and the report of what was read (`spans_again`: `load`'s)."""
     from sessions_cli.read import keys as attributes
     from sessions_cli.store import loading
 
@@ -94,6 +97,7 @@ def store_of(paths, *, strict, session_keys):
             tuning=TUNING,
             strict=strict,
             progress=progress,
+            spans_again=spans_again,
         )
     # The part of reading spent writing spill files: the same for any input format.
     TIMINGS["of which spilling"] = store.spill_seconds

@@ -45,10 +45,12 @@ def read_store(
     stdin: BinaryIO | None = None,
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
+    spans_again: bool = True,
 ) -> tuple[SpanStore, Report]:
     """All spans of all sources in a SpanStore (spilled to disk past `tuning.memory_rows`;
     None: never). The report is complete once the store's groups have been read through
-    (`conflicting_duplicates`)."""
+    (`conflicting_duplicates`). Without `spans_again`, spans are read only through the
+    store's groups, once, and never by `spans_of`: more of them may stay in memory."""
     report = Report()
     tuning = tuning or Tuning()
     memory_rows = tuning.memory_rows or 2**62
@@ -60,7 +62,11 @@ def read_store(
         )
         if grouped is not None:
             return grouped, report
-    store = SpanStore(memory_rows=memory_rows, group_rows=tuning.group_rows)
+    store = SpanStore(
+        memory_rows=memory_rows,
+        group_rows=tuning.group_rows,
+        once_bytes=0 if spans_again else tuning.once_bytes,
+    )
     try:
         read_into(
             store,

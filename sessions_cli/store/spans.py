@@ -6,7 +6,8 @@ are held as they are read. Beyond that the store spills: each span goes to one o
 a hash of its trace id, buffered and written to temporary Arrow IPC files (uncompressed: as
 fast as the disk, and categoricals survive), and the model later reads a few buckets at a
 time, so spans do not accumulate in memory. Within a group, spans keep the order they were
-read in, so "first read wins" still holds.
+read in, so "first read wins" still holds. When the command reads the spans only once, the
+first buckets stay in memory up to a bound instead, and each is let go as it is read.
 
 Each flush of the buffer is one file, its rows in bucket order, so that a run of buckets is one
 slice of every file: a file per bucket cost polars' fixed price per file written, and was most
@@ -19,7 +20,7 @@ import itertools
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -37,13 +38,20 @@ HAS_IDS = pl.col("trace_id").is_not_null() & pl.col("span_id").is_not_null()
 
 
 class SpanStore:
-    def __init__(self, memory_rows: int, group_rows: int = 100_000) -> None:
+    def __init__(self, memory_rows: int, group_rows: int = 100_000, *, once_bytes: int = 0) -> None:
         self.memory_rows, self.group_rows = memory_rows, group_rows
         self.frames: list[pl.DataFrame] = []
         self.held = 0
         self.directory: Path | None = None  # set once spilled
         self.parts = Spilled(_BUCKETS)
-        self.spill_seconds = 0.0  # spent writing spill files ($SESSIONS_TIMING)
+        # Spans read only once (through `groups`, never `spans_of`) may stay in memory past
+        # `memory_rows`, up to this many bytes by polars' estimate: put in buckets as a spill
+        # would be, and let go as their group is handed over, so that they are not written out
+        # and read back.
+        self.once_bytes = once_bytes
+        self.in_memory: list[dict[int, pl.DataFrame]] = []  # per flush: its rows by bucket
+        self.handed_over: set[int] = set()  # buckets of `in_memory` already let go
+        self.spill_seconds = 0.0  # spent spilling, in memory or to disk ($SESSIONS_TIMING)
         self.read_seconds = 0.0  # waited for the input while groups are taken (Parquet)
         self.rows = 0
         self.without_ids = 0  # spans dropped for want of a valid trace or span id
@@ -70,12 +78,21 @@ class SpanStore:
         buffered = pl.concat(self.frames)
         self.frames, self.held = [], 0
         bucket = pl.col("trace_id").hash(seed=7) % _BUCKETS
-        assert self.directory is not None  # made when the store first spills
-        self.parts.write(buffered, bucket, self.directory / f"spans-{len(self.parts):06d}.arrow")
+        size = int(buffered.estimated_size())
+        if size <= self.once_bytes:
+            self.once_bytes -= size
+            self.in_memory.append(_partitioned(buffered, bucket))
+        else:
+            # This flush and every later one go to disk: a bucket's rows in memory are then
+            # all read before any of its rows on disk, as they were read.
+            self.once_bytes = 0
+            assert self.directory is not None  # made when the store first spills
+            path = self.directory / f"spans-{len(self.parts):06d}.arrow"
+            self.parts.write(buffered, bucket, path)
         self.spill_seconds += time.perf_counter() - started
 
     def close(self) -> None:
-        self.frames = []  # spans held in memory go too: the store is done with
+        self.frames, self.in_memory = [], []  # spans held in memory go too
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -114,12 +131,27 @@ class SpanStore:
         first, size = 0, 0
         for bucket in range(_BUCKETS):
             count = self.parts.rows(bucket)
+            count += sum(flush[bucket].height for flush in self.in_memory if bucket in flush)
             if size and size + count > self.group_rows:
-                yield self.parts.read(range(first, bucket))
+                yield self._buckets(range(first, bucket), hand_over=True)
                 first, size = bucket, 0
             size += count
         if size:
-            yield self.parts.read(range(first, _BUCKETS))
+            yield self._buckets(range(first, _BUCKETS), hand_over=True)
+
+    def _buckets(self, buckets: Sequence[int], *, hand_over: bool = False) -> pl.DataFrame:
+        """The spilled rows of these buckets (ascending) as one chunk: those in memory, flush
+        after flush, then those on disk. `hand_over`: the ones in memory are let go."""
+        assert not self.handed_over.intersection(buckets), "spans read once were read again"
+        held = [flush[b] for flush in self.in_memory for b in buckets if b in flush]
+        if hand_over and self.in_memory:
+            self.handed_over.update(buckets)
+            for flush in self.in_memory:
+                for b in buckets:
+                    flush.pop(b, None)
+        if not self.parts:
+            return pl.concat(held).rechunk() if held else compact(empty_spans())
+        return pl.concat([*held, self.parts.read(buckets)]).rechunk()
 
     def spans_of(self, trace_ids: list[str]) -> pl.DataFrame:
         """The spans of these traces, deduplicated (first read wins)."""
@@ -128,8 +160,7 @@ class SpanStore:
             spans = pl.concat(self.frames) if self.frames else compact(empty_spans())
         else:
             self.finish()
-            buckets = sorted(set((wanted.hash(seed=7) % _BUCKETS).to_list()))
-            spans = self.parts.read(buckets) if self.parts else compact(empty_spans())
+            spans = self._buckets(sorted(set((wanted.hash(seed=7) % _BUCKETS).to_list())))
         return first_readings(spans.filter(pl.col("trace_id").is_in(wanted)))[0]
 
 
@@ -184,6 +215,19 @@ def by_bucket(frame: pl.DataFrame, bucket: pl.Expr, buckets: int) -> tuple[pl.Da
         sizes[number] = rows
     in_order = frame.with_columns(numbers.alias("_bucket")).sort("_bucket", maintain_order=True)
     return in_order.drop("_bucket"), [0, *itertools.accumulate(sizes)]
+
+
+def _partitioned(frame: pl.DataFrame, bucket: pl.Expr) -> dict[int, pl.DataFrame]:
+    """`frame`'s rows by bucket, each bucket's in their order, as frames of their own that
+    can be let go one at a time. `partition_by` copies only the views of a text column: every
+    part would keep the whole frame's text alive until the last part went, and the peak grew
+    by all of it. Joining each text to "" writes it out anew for the part alone."""
+    parts = frame.with_columns(bucket.cast(pl.UInt32).alias("_bucket")).partition_by(
+        "_bucket", maintain_order=True, include_key=False, as_dict=True
+    )
+    texts = [pl.concat_str(pl.col(c), pl.lit("")).alias(c) for c, t in frame.schema.items()
+             if t == pl.String]  # fmt: skip
+    return {int(key[0]): part.with_columns(texts) for key, part in parts.items()}
 
 
 def _runs(buckets: list[int]) -> list[tuple[int, int]]:
