@@ -100,22 +100,17 @@ class TraceStore:
                 yield _in_order(traces), self._read("metadata", bucket)
 
     def _held_buckets(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
-        """The buckets of the rows held in memory: each kind put in bucket order once (and
-        held so from then on), then sliced."""
+        """The buckets of the rows held in memory: each frame of each kind put in bucket order
+        on its own, in place (one sort of them all held a second copy of every row at once),
+        then a bucket's slices of every frame put together."""
         if not self.traces:
             return
-        bucket = _bucket(pl.col("session_id"))
-        traces, trace_starts = by_bucket(pl.concat(self.traces), bucket, _BUCKETS + 1)
-        metadata, metadata_starts = by_bucket(pl.concat(self.metadata), bucket, _BUCKETS + 1)
-        self.traces, self.metadata = [traces], [metadata]
+        traces = _in_buckets(self.traces)
+        metadata = _in_buckets(self.metadata)
         for number in range(_BUCKETS):  # the orphans bucket has no sessions
-            start, end = trace_starts[number], trace_starts[number + 1]
-            if end > start:
-                first, last = metadata_starts[number], metadata_starts[number + 1]
-                yield (
-                    _in_order(traces.slice(start, end - start)),
-                    metadata.slice(first, last - first),
-                )
+            rows = _slices(self.traces, traces, number)
+            if not rows.is_empty():
+                yield _in_order(rows), _slices(self.metadata, metadata, number)
 
     def of_session(self, session_id: str) -> pl.DataFrame:
         return self._where(pl.col("session_id") == session_id, session_id)
@@ -138,6 +133,23 @@ class TraceStore:
             else pl.select(_bucket(pl.lit(session_id, pl.String))).item()
         )
         return _in_order(self._read("traces", bucket).filter(condition))
+
+
+def _in_buckets(frames: list[pl.DataFrame]) -> list[list[int]]:
+    """Each of `frames` replaced by its rows in bucket order; where each one's buckets start."""
+    starts = []
+    for number, frame in enumerate(frames):
+        frames[number], where = by_bucket(frame, _bucket(pl.col("session_id")), _BUCKETS + 1)
+        starts.append(where)
+    return starts
+
+
+def _slices(frames: list[pl.DataFrame], starts: list[list[int]], bucket: int) -> pl.DataFrame:
+    """One bucket's rows of frames in bucket order (`_in_buckets`), as one frame."""
+    return pl.concat(
+        frame.slice(where[bucket], where[bucket + 1] - where[bucket])
+        for frame, where in zip(frames, starts, strict=True)
+    )
 
 
 def _in_order(traces: pl.DataFrame) -> pl.DataFrame:
