@@ -3,7 +3,8 @@
 `json.dumps` with `indent` runs Python's pure-Python encoder, one call per value: `--json`
 of 31k sessions took 1.1 s of a 4 s command. Here each column becomes the JSON text of its
 cells in one go (polars for integers and times, `repr` for floats, the json module's C string
-escaper for text), and polars joins the cells of each row. The text is what
+escaper for text: once per distinct text inside lists), and polars joins the cells of each
+row, and the items of each list. The text is what
 `json.dumps(record, ensure_ascii=False, indent=...)` writes, byte for byte (tests hold it to
 that), so `--json`, `jsonl`, and the JSON in CSV cells read the same as before.
 """
@@ -56,9 +57,10 @@ def cell_texts(series: pl.Series, *, indent: int | None, level: int) -> pl.Serie
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
         return pl.Series([_string(v) for v in series.cast(pl.String).to_list()], dtype=pl.String)
     if dtype == pl.List(pl.String):
-        return pl.Series([_array(v, indent, level) for v in series.to_list()], dtype=pl.String)
+        item = _escaped(pl.element(), series.explode())
+        return _containers(series, item, "[", "]", indent, level)
     if dtype == pl.List(pl.Struct({"key": pl.String, "value": pl.String})):  # metadata
-        return pl.Series([_pairs(v, indent, level) for v in series.to_list()], dtype=pl.String)
+        return _objects(series, indent, level)
     # Any other type (none of the result frames has one): a json.dumps call per cell.
     margin = "\n" + " " * ((indent or 0) * level)
     return pl.Series(
@@ -68,18 +70,60 @@ def cell_texts(series: pl.Series, *, indent: int | None, level: int) -> pl.Serie
     )  # fmt: skip
 
 
+def _escaped(texts: pl.Expr, values: pl.Series) -> pl.Expr:
+    """The JSON text of each of `texts` (a JSON null for a missing one), all of which are
+    among `values`: each distinct value is escaped once, as a result's lists repeat a few
+    names many times, and the texts are looked up in polars."""
+    distinct = values.drop_nulls().unique()
+    escaped = pl.Series([encode_basestring(v) for v in distinct.to_list()], dtype=pl.String)
+    return texts.replace_strict(distinct, escaped, default=None).fill_null("null")
+
+
+def _containers(
+    series: pl.Series, item: pl.Expr, opening: str, closing: str, indent: int | None, level: int
+) -> pl.Series:
+    """The JSON text of each list as an array or object of `item`s (the text of an element),
+    laid out as `_container` lays it out."""
+    if indent is None:
+        first, between, last = opening, ", ", closing
+    else:
+        inner = "\n" + " " * (indent * (level + 1))
+        first, between, last = opening + inner, "," + inner, "\n" + " " * (indent * level) + closing
+    lists = pl.col("cells")
+    texts = (
+        pl.when(lists.is_null())
+        .then(pl.lit("null"))
+        .when(lists.list.len() == 0)
+        .then(pl.lit(opening + closing))
+        .otherwise(pl.lit(first) + lists.list.eval(item).list.join(between) + pl.lit(last))
+    )
+    return series.to_frame("cells").select(texts).to_series()
+
+
+def _objects(series: pl.Series, indent: int | None, level: int) -> pl.Series:
+    """Metadata lists as objects. A list naming a key twice keeps its last value where the key
+    first came, as a dict does: those few are made one by one."""
+    key, value = pl.element().struct.field("key"), pl.element().struct.field("value")
+    keys = series.list.eval(key.fill_null("null"))
+    values = series.explode().struct.field("value")
+    pair = _escaped(key.fill_null("null"), keys.explode()) + pl.lit(": ") + _escaped(value, values)
+    texts = _containers(series, pair, "{", "}", indent, level)
+    repeated = (series.list.eval(key).list.n_unique() < series.list.len()).fill_null(False)
+    if not repeated.any():
+        return texts
+    one_by_one = [_pairs(v, indent, level) if r else None
+                  for v, r in zip(series.to_list(), repeated.to_list(), strict=True)]  # fmt: skip
+    return pl.select(
+        pl.when(repeated).then(pl.Series(one_by_one, dtype=pl.String)).otherwise(texts)
+    ).to_series()
+
+
 def _number(value: float | None) -> str:
     return "null" if value is None or not math.isfinite(value) else float.__repr__(value)
 
 
 def _string(value: str | None) -> str:
     return "null" if value is None else encode_basestring(value)
-
-
-def _array(values: list | None, indent: int | None, level: int) -> str:
-    if values is None:
-        return "null"
-    return _container("[", [_string(v) for v in values], "]", indent, level)
 
 
 def _pairs(pairs: list | None, indent: int | None, level: int) -> str:
