@@ -132,7 +132,8 @@ def test_cutting_and_splitting_lines_loses_and_invents_nothing(lines, block, las
     """`_chunks` hands out every byte once, in order, cut after a newline, with the right first
     line numbers; polars' splitting gives the lines that Python's `str.split` gives."""
     data = "\n".join(lines).encode() + (b"\n" if last_newline and lines else b"")
-    pieces = list(inputs._chunks(io.BufferedReader(io.BytesIO(data)), block, max_line_bytes=2**30))
+    chunks = inputs._chunks(io.BufferedReader(io.BytesIO(data)), block, max_line_bytes=2**30)
+    pieces = [(first, bytes(piece)) for first, piece in chunks]  # a view of a block, or bytes
     assert b"".join(piece for _, piece in pieces) == data
     for (first, piece), (after, _) in itertools.pairwise(pieces):
         assert piece.endswith(b"\n")
@@ -155,6 +156,8 @@ def test_counting_lines_by_jumps_counts_every_newline(lengths, end):
     """Long lines are counted by jumping from newline to newline, short ones byte by byte."""
     data = b"\n".join(b"x" * n for n in lengths) + (b"\n" if end else b"")
     assert inputs._count_lines(data) == data.count(b"\n")
+    start, stop = len(data) // 3, 2 * len(data) // 3  # a part of a block
+    assert inputs._count_lines(data, start, stop) == data.count(b"\n", start, stop)
 
 
 _FIXTURE_OK = [HealthCheck.function_scoped_fixture]

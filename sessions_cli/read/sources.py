@@ -780,13 +780,15 @@ def _chunks(
     max_line_bytes: int,
     on_long_line=None,
     on_cut_short=None,
-) -> Iterator[tuple[int, bytes]]:
+) -> Iterator[tuple[int, bytes | memoryview]]:
     """Blocks of whole lines, with the number of each block's first line.
 
     A line longer than `max_line_bytes` is skipped without being held (`on_long_line(number)`),
     so memory stays bounded whatever the input. A compressed stream that ends early or turns
     corrupt ends the file there (`on_cut_short(reason, lines_read)`): what came before counts.
-    Each byte is copied once on its way out (measured: the copies, not the reads, cost most).
+    Bytes are not copied on their way out (measured: the copies, not the reads, cost most):
+    a block's whole lines are handed out as a view of it, and only a line cut by a block's end
+    is put together, on its own.
     """
     line_no, skipping = 1, False
     pending: list[bytes] = []  # the start of a line still without its end
@@ -813,9 +815,14 @@ def _chunks(
                     on_long_line(line_no)
                 pending, pending_bytes, skipping = [], 0, True
             continue
-        piece = b"".join([*pending, view[:cut]]) if pending or cut < len(block) else block
-        yield line_no, piece
-        line_no += _count_lines(piece)
+        start = len(block) - len(view)  # where `view` starts in `block`
+        if pending:  # the line begun in earlier blocks ends in this one
+            joint = block.find(b"\n", start) + 1 - start
+            yield line_no, b"".join([*pending, view[:joint]])
+            line_no, view, cut, start = line_no + 1, view[joint:], cut - joint, start + joint
+        if cut > 0:
+            yield line_no, block if cut == len(block) else view[:cut]
+            line_no += _count_lines(block, start, start + cut)
         pending = [bytes(view[cut:])] if cut < len(view) else []
         pending_bytes = len(view) - cut
         if error is not None:
@@ -824,17 +831,18 @@ def _chunks(
         yield line_no, b"".join(pending)  # an unterminated last line (a file still being written)
 
 
-def _count_lines(data: bytes) -> int:
-    """The newlines in `data`. `bytes.count` looks at every byte (0.5 ms per MB: 0.7 s of the
-    main thread on 1.5 GB); `find` jumps with memchr, so while lines are long, as OTLP batches
-    are, finding them one by one is 15x faster. Short lines are counted instead."""
-    limit = len(data) // 1024  # more lines than this: they are short
-    n, at = 0, data.find(b"\n")
+def _count_lines(data: bytes, start: int = 0, end: int | None = None) -> int:
+    """The newlines in `data[start:end]`. `bytes.count` looks at every byte (0.5 ms per MB:
+    0.7 s of the main thread on 1.5 GB); `find` jumps with memchr, so while lines are long, as
+    OTLP batches are, finding them one by one is 15x faster. Short lines are counted instead."""
+    end = len(data) if end is None else end
+    limit = (end - start) // 1024  # more lines than this: they are short
+    n, at = 0, data.find(b"\n", start, end)
     while at >= 0:
         n += 1
         if n > limit:
-            return n + data.count(b"\n", at + 1)
-        at = data.find(b"\n", at + 1)
+            return n + data.count(b"\n", at + 1, end)
+        at = data.find(b"\n", at + 1, end)
     return n
 
 
@@ -886,7 +894,9 @@ def _decode(data: bytes, label: str, report: Report) -> str:
 class _Piece:
     label: str
     first_line_no: int
-    data: bytes  # whole lines (the last may lack its newline: an unterminated last line)
+    # Whole lines (the last may lack its newline: an unterminated last line), as read: a view
+    # of a block, made bytes only if the polars path reads them (`_as_bytes`).
+    data: bytes | memoryview
 
 
 @dataclass
@@ -938,6 +948,7 @@ def _parse_pieces(pieces: list[_Piece], chains, polars_line_bytes: int | None = 
     if read_natively is not None:
         parsed.spans = compact(read_natively)
         return parsed
+    pieces = _as_bytes(pieces)
     if polars_line_bytes is not None and any(len(p.data) > polars_line_bytes for p in pieces):
         pieces = _without_long_lines(pieces, polars_line_bytes, parsed)
         if not pieces:
@@ -992,7 +1003,7 @@ def _without_long_lines(pieces: list[_Piece], limit: int, parsed: _Parsed) -> li
     )
     out = []
     for piece in pieces:
-        data, line_no, start, at = piece.data, piece.first_line_no, 0, 0
+        data, line_no, start, at = bytes(piece.data), piece.first_line_no, 0, 0
         while at < len(data):
             end = data.find(b"\n", at)
             end = len(data) if end < 0 else end
@@ -1013,9 +1024,19 @@ def _blocks(pieces: list[_Piece]) -> list[bytes | memoryview]:
     as they were read, not joined (a join copied every byte of the input once more)."""
     return [
         memoryview(piece.data)[len(_BOM_BYTES) :]
-        if piece.first_line_no == 1 and piece.data.startswith(_BOM_BYTES)
+        if piece.first_line_no == 1 and piece.data[: len(_BOM_BYTES)] == _BOM_BYTES
         else piece.data
         for piece in pieces
+    ]
+
+
+def _as_bytes(pieces: list[_Piece]) -> list[_Piece]:
+    """The pieces with their lines as bytes, for the polars path (which splits and decodes
+    text): a copy of the ones handed out as views of a block, made once. After it, the path's
+    `bytes(piece.data)` is the same object, not a copy."""
+    return [
+        _Piece(p.label, p.first_line_no, bytes(p.data)) if isinstance(p.data, memoryview) else p
+        for p in pieces
     ]
 
 
@@ -1024,9 +1045,9 @@ def _texts(pieces: list[_Piece], parsed: _Parsed) -> list[str]:
     texts = []
     for piece in pieces:
         try:
-            text = piece.data.decode("utf-8")
+            text = bytes(piece.data).decode("utf-8")
         except UnicodeDecodeError:
-            text = piece.data.decode("utf-8", "replace")
+            text = bytes(piece.data).decode("utf-8", "replace")
             parsed.invalid_utf8.add(piece.label)
         texts.append(text.lstrip(_BOM) if piece.first_line_no == 1 else text)
     return texts
@@ -1044,7 +1065,7 @@ def _lines(pieces: list[_Piece]) -> pl.Series | None:
     blocks: list[bytes] = []
     small: list[bytes] = []
     for piece in pieces:
-        data = piece.data
+        data = bytes(piece.data)
         if piece.first_line_no == 1 and data.startswith(_BOM_BYTES):
             data = data[len(_BOM_BYTES) :]
         if not data.endswith(b"\n"):
