@@ -31,6 +31,7 @@ from sessions_cli.read.schema import compact, empty_spans
 # Measured on 1M spans: 150k/100k peak at 325 MB, 400k/250k at 450 MB, equally fast.
 _BUCKETS = 64
 _FLUSH_ROWS = 100_000  # buffered spans written out at once, across buckets
+_RUN = 8  # buckets per part of a flush held in memory
 
 
 # A span the model can place: one without a valid trace or span id is dropped, and counted.
@@ -49,7 +50,8 @@ class SpanStore:
         # would be, and let go as their group is handed over, so that they are not written out
         # and read back.
         self.once_bytes = once_bytes
-        self.in_memory: list[dict[int, pl.DataFrame]] = []  # per flush: its rows by bucket
+        self.in_memory: list[dict[int, pl.DataFrame]] = []  # per flush: `_partitioned`
+        self.held_rows = [0] * _BUCKETS  # of each bucket, in memory
         self.handed_over: set[int] = set()  # buckets of `in_memory` already let go
         self.spill_seconds = 0.0  # spent spilling, in memory or to disk ($SESSIONS_TIMING)
         self.read_seconds = 0.0  # waited for the input while groups are taken (Parquet)
@@ -81,7 +83,10 @@ class SpanStore:
         size = int(buffered.estimated_size())
         if size <= self.once_bytes:
             self.once_bytes -= size
-            self.in_memory.append(_partitioned(buffered, bucket))
+            parts, counts = _partitioned(buffered, bucket)
+            self.in_memory.append(parts)
+            for number, rows in counts:
+                self.held_rows[number] += rows
         else:
             # This flush and every later one go to disk: a bucket's rows in memory are then
             # all read before any of its rows on disk, as they were read.
@@ -130,8 +135,7 @@ class SpanStore:
         self.finish()
         first, size = 0, 0
         for bucket in range(_BUCKETS):
-            count = self.parts.rows(bucket)
-            count += sum(flush[bucket].height for flush in self.in_memory if bucket in flush)
+            count = self.parts.rows(bucket) + self.held_rows[bucket]
             if size and size + count > self.group_rows:
                 yield self._buckets(range(first, bucket), hand_over=True)
                 first, size = bucket, 0
@@ -143,12 +147,20 @@ class SpanStore:
         """The spilled rows of these buckets (ascending) as one chunk: those in memory, flush
         after flush, then those on disk. `hand_over`: the ones in memory are let go."""
         assert not self.handed_over.intersection(buckets), "spans read once were read again"
-        held = [flush[b] for flush in self.in_memory for b in buckets if b in flush]
+        runs = sorted({b // _RUN for b in buckets})
+        wanted = pl.col("_bucket").is_in(list(buckets))
+        held = [
+            flush[run].filter(wanted).drop("_bucket")
+            for flush in self.in_memory
+            for run in runs
+            if run in flush
+        ]
         if hand_over and self.in_memory:
             self.handed_over.update(buckets)
-            for flush in self.in_memory:
-                for b in buckets:
-                    flush.pop(b, None)
+            for run in runs:  # a run's part goes once every bucket of it has been handed over
+                if self.handed_over.issuperset(range(run * _RUN, (run + 1) * _RUN)):
+                    for flush in self.in_memory:
+                        flush.pop(run, None)
         if not self.parts:
             return pl.concat(held).rechunk() if held else compact(empty_spans())
         return pl.concat([*held, self.parts.read(buckets)]).rechunk()
@@ -217,17 +229,23 @@ def by_bucket(frame: pl.DataFrame, bucket: pl.Expr, buckets: int) -> tuple[pl.Da
     return in_order.drop("_bucket"), [0, *itertools.accumulate(sizes)]
 
 
-def _partitioned(frame: pl.DataFrame, bucket: pl.Expr) -> dict[int, pl.DataFrame]:
-    """`frame`'s rows by bucket, each bucket's in their order, as frames of their own that
-    can be let go one at a time. `partition_by` copies only the views of a text column: every
-    part would keep the whole frame's text alive until the last part went, and the peak grew
-    by all of it. Joining each text to "" writes it out anew for the part alone."""
-    parts = frame.with_columns(bucket.cast(pl.UInt32).alias("_bucket")).partition_by(
-        "_bucket", maintain_order=True, include_key=False, as_dict=True
+def _partitioned(
+    frame: pl.DataFrame, bucket: pl.Expr
+) -> tuple[dict[int, pl.DataFrame], list[tuple[int, int]]]:
+    """`frame`'s rows by run of `_RUN` buckets, in their order, numbered by bucket (`_bucket`),
+    as frames of their own that can be let go one at a time; and (bucket, rows) counts. Runs,
+    not buckets: each part costs a few calls, and a group takes several buckets anyway.
+    `partition_by` copies only the views of a text column: every part would keep the whole
+    frame's text alive until the last part went, and the peak grew by all of it. Joining each
+    text to "" writes it out anew for the part alone."""
+    numbered = frame.with_columns(bucket.cast(pl.UInt32).alias("_bucket"))
+    counts = list(numbered.get_column("_bucket").value_counts().iter_rows())
+    parts = numbered.with_columns((pl.col("_bucket") // _RUN).alias("_run")).partition_by(
+        "_run", maintain_order=True, include_key=False, as_dict=True
     )
     texts = [pl.concat_str(pl.col(c), pl.lit("")).alias(c) for c, t in frame.schema.items()
              if t == pl.String]  # fmt: skip
-    return {int(key[0]): part.with_columns(texts) for key, part in parts.items()}
+    return {int(key[0]): part.with_columns(texts) for key, part in parts.items()}, counts
 
 
 def _runs(buckets: list[int]) -> list[tuple[int, int]]:
