@@ -332,13 +332,7 @@ def test_spilled_store_gives_the_same_model_as_memory(tmp_path, monkeypatch, tra
     buckets = []
     monkeypatch.setattr(model, "session_table", _recording(model.session_table, buckets))
 
-    plain = tmp_path / "generated.jsonl"
-    plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
-    sources = [inputs.Source(str(plain), plain)]
-    spans, report = loading.read_spans(
-        sources, attributes.CHAINS, tuning=Tuning(chunk_bytes=50_000)
-    )
-    reference = model.build(spans)
+    sources, _, report, reference = _generated_in_memory(tmp_path)
     store, _ = loading.read_store(
         sources,
         attributes.CHAINS,
@@ -375,13 +369,7 @@ def test_spans_read_once_stay_in_memory_then_go_to_disk(tmp_path, monkeypatch):
     from sessions_cli.store import spans as span_store
 
     monkeypatch.setattr(span_store, "_FLUSH_ROWS", 250)  # several flushes
-    plain = tmp_path / "generated.jsonl"
-    plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
-    sources = [inputs.Source(str(plain), plain)]
-    spans, report = loading.read_spans(
-        sources, attributes.CHAINS, tuning=Tuning(chunk_bytes=50_000)
-    )
-    reference = model.build(spans)
+    sources, spans, report, reference = _generated_in_memory(tmp_path)
     # 2,008 spans flushed about 500 at a time, each flush a quarter of the size: two fit.
     some = int(spans.estimated_size() * 0.6)
     tuning = Tuning(chunk_bytes=50_000, memory_rows=100, group_rows=300, once_bytes=some)
@@ -407,6 +395,18 @@ def test_spans_read_once_stay_in_memory_then_go_to_disk(tmp_path, monkeypatch):
         assert not store.in_memory
         assert store.parts
         assert store.spans_of([trace_id]).equals(spans.filter(pl.col("trace_id") == trace_id))
+
+
+def _generated_in_memory(tmp_path):
+    """The generated fixture as a plain file: its sources, and its spans, report and model
+    read into one frame in memory, the reference a store's groups must match."""
+    plain = tmp_path / "generated.jsonl"
+    plain.write_bytes(gzip.decompress(GENERATED.read_bytes()))
+    sources = [inputs.Source(str(plain), plain)]
+    spans, report = loading.read_spans(
+        sources, attributes.CHAINS, tuning=Tuning(chunk_bytes=50_000)
+    )
+    return sources, spans, report, model.build(spans)
 
 
 def _recording(function, calls: list):
