@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from sessions_cli.read import native
+
 
 def _cores() -> int:
     return os.cpu_count() or 1
@@ -31,6 +33,14 @@ def _model_workers() -> int:
     return max(1, min(_cores(), 4))
 
 
+def _chunk_bytes() -> int:
+    # Most steps after decoding cost per call, not per byte, so batches are large. The native
+    # reader gains up to twice 16 MB and no more (past it memory grows); polars' own decoding
+    # holds several times a batch, and is slower and bigger at 32 MB than at 16
+    # (benchmarks/RESULTS.md has the measurements).
+    return (32 if native.active() else 16) * 1024 * 1024
+
+
 def _from_env(name: str, default: int) -> int | None:
     """A size from the environment (`0` or `none`: no limit); the default when unset or not a
     whole number."""
@@ -49,9 +59,8 @@ class Tuning:
     protobuf_processes: int = field(default_factory=_protobuf_processes)
     # Groups of whole traces summarised at once while the model is built.
     model_workers: int = field(default_factory=_model_workers)
-    # A batch of JSON lines handed to one worker: most steps after decoding cost per call,
-    # not per byte, so batches are large (benchmarks/RESULTS.md has the measurements).
-    chunk_bytes: int = 16 * 1024 * 1024
+    # A batch of JSON lines (or protobuf bodies) handed to one worker.
+    chunk_bytes: int = field(default_factory=_chunk_bytes)
     # A longer line is skipped while it streams past, never held in memory.
     max_line_bytes: int = 256 * 1024 * 1024
     # A longer line is read only by the native reader: decoding it with polars takes about ten
