@@ -200,6 +200,24 @@ def test_groups_that_split_calls_add_up_to_the_totals(tmp_path, docs, by):
 
 
 @SETTINGS
+@given(exports(), st.sampled_from(["model", "provider"]))
+def test_groups_that_split_calls_count_each_trace_and_session_once(tmp_path, docs, by):
+    """A trace with calls of one model under two providers (or the reverse) is one trace of
+    that model (provider), counted here in Python from the LLM call spans themselves."""
+    m = sessions_of(tmp_path, [docs])
+    session_of = dict(m.traces.select("trace_id", "session_id").iter_rows())
+    traces: dict = {}
+    for trace_id, key in m.spans.filter("is_llm_call").select("trace_id", by).iter_rows():
+        if session_of[trace_id] is not None:
+            traces.setdefault(key, set()).add(trace_id)
+    groups = stats.groups(m.sessions, by)
+    got = {row["group"]: (row["traces"], row["sessions"]) for row in groups.iter_rows(named=True)}
+    assert got == {
+        key: (len(ids), len({session_of[t] for t in ids})) for key, ids in traces.items()
+    }
+
+
+@SETTINGS
 @given(exports(), st.floats(0, 1e6))
 def test_no_cost_budget_holds_over_unpriced_calls(tmp_path, docs, limit):
     m = sessions_of(tmp_path, [docs])

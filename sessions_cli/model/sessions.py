@@ -394,7 +394,13 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
 
 # Per (model, provider), what a trace's or session's LLM calls used: `stats --by model` and
 # `--by provider` give each call's tokens and cost to its own model, so the groups add up.
-_CALL_SUMS = ("llm_call_count", *_TOKENS, "cost_exact", "priced", "unpriced_call_count")
+# `model_traces` and `provider_traces` count each trace once for its model and once for its
+# provider (on its first pair of each, in model then provider order): a model's or a
+# provider's rows add up to how many traces have calls of it, whatever the pairs.
+_CALL_SUMS = (
+    "llm_call_count", *_TOKENS, "cost_exact", "priced", "unpriced_call_count",
+    "model_traces", "provider_traces",
+)  # fmt: skip
 
 
 def _calls_by_model(spans: pl.DataFrame) -> pl.DataFrame:
@@ -411,40 +417,43 @@ def _calls_by_model(spans: pl.DataFrame) -> pl.DataFrame:
             UNPRICED_CALL.sum().alias("unpriced_call_count"),
         )
     )
-    return _in_model_order(per_model, "trace_id", *_CALL_SUMS)
-
-
-def _in_model_order(per_model: pl.DataFrame, key: str, *sums: str) -> pl.DataFrame:
-    """`key`, and the structs of its rows (one per model and provider) as `calls_by_model`, by
-    model then provider (the same whatever the order the rows came in). One sort of all the
-    rows, whose order each group keeps: a sort inside every group took three times as long."""
-    return (
-        per_model.sort("model", "provider", nulls_last=True)
-        .group_by(key)
-        .agg(pl.struct("model", "provider", *sums).alias("calls_by_model"))
+    # In model then provider order, a trace's first pair of a model counts it for the model,
+    # its first pair of a provider for the provider.
+    once = per_model.sort(_PAIR, nulls_last=True).with_columns(
+        pl.struct("trace_id", "model").is_first_distinct().cast(pl.UInt32).alias("model_traces"),
+        pl.struct("trace_id", "provider")
+        .is_first_distinct()
+        .cast(pl.UInt32)
+        .alias("provider_traces"),
     )
+    return _structs_in_order(once, "trace_id")
+
+
+_PAIR = ("model", "provider")
+
+
+def _structs_in_order(per_model: pl.DataFrame, key: str) -> pl.DataFrame:
+    """`key`, and the structs of its rows (one per model and provider) as `calls_by_model`, in
+    the rows' order: one sort of all the rows (by model, then provider), whose order each
+    group keeps; a sort inside every group took three times as long."""
+    return per_model.group_by(key).agg(pl.struct(*_PAIR, *_CALL_SUMS).alias("calls_by_model"))
 
 
 def _sessions_by_model(traces: pl.DataFrame) -> pl.DataFrame:
-    """session_id, and `calls_by_model` summed over its traces, with how many of its traces
-    have calls of the model (`model_traces`) and of the provider (`provider_traces`), so that
-    a trace is counted once per model or provider whatever the pairs."""
+    """session_id, and `calls_by_model` summed over its traces (`model_traces` and
+    `provider_traces` too: each trace counted once per model and once per provider was
+    counted so in its own calls, which spares a count of distinct traces per session)."""
     calls = (
-        traces.select("session_id", "trace_id", "calls_by_model")
+        traces.select("session_id", "calls_by_model")
         .explode("calls_by_model")
         .drop_nulls("calls_by_model")
         .unnest("calls_by_model")
     )
-    # Two small group_bys joined back: windows over the exploded rows took half as long again.
-    traces_with = pl.col("trace_id").n_unique()
-    of_model = calls.group_by("session_id", "model").agg(traces_with.alias("model_traces"))
-    of_provider = calls.group_by("session_id", "provider").agg(traces_with.alias("provider_traces"))
     return (
-        calls.group_by("session_id", "model", "provider")
+        calls.group_by("session_id", *_PAIR)
         .agg(*(pl.col(c).sum() for c in _CALL_SUMS))
-        .join(of_model, on=["session_id", "model"], nulls_equal=True)
-        .join(of_provider, on=["session_id", "provider"], nulls_equal=True)
-        .pipe(_in_model_order, "session_id", "model_traces", "provider_traces", *_CALL_SUMS)
+        .sort(_PAIR, nulls_last=True)
+        .pipe(_structs_in_order, "session_id")
     )
 
 

@@ -157,7 +157,7 @@ def _calls_per_session(sessions: pl.DataFrame, by: str) -> pl.DataFrame:
     )
     priced, unpriced = pl.col("priced").sum(), pl.col("unpriced_call_count").sum()
     return calls.group_by("session_id", pl.col(by).alias("group")).agg(
-        pl.col(f"{by}_traces").first().alias("trace_count"),
+        pl.col(f"{by}_traces").sum().alias("trace_count"),
         pl.col("llm_call_count").sum().alias("llm_calls"),
         pl.col("total_tokens").sum(),
         pl.when((priced > 0) | (unpriced == 0))
