@@ -6,10 +6,9 @@ small inputs; nothing else in the package reads a size or a worker count of its 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
-
-from sessions_cli.read import native
 
 
 def _cores() -> int:
@@ -38,7 +37,15 @@ def _chunk_bytes() -> int:
     # reader gains up to twice 16 MB and no more (past it memory grows); polars' own decoding
     # holds several times a batch, and is slower and bigger at 32 MB than at 16
     # (benchmarks/RESULTS.md has the measurements).
-    return (32 if native.active() else 16) * 1024 * 1024
+    return (32 if _native_json() else 16) * 1024 * 1024
+
+
+def _native_json() -> bool:
+    # What read.native.active() answers, asked without importing it: it imports polars,
+    # which `--help` must not load. (An extension found but failing to load only makes the
+    # fallback's batches the bigger size.)
+    found = importlib.util.find_spec("sessions_cli.read._otlp_simdjson") is not None
+    return found and os.environ.get("SESSIONS_NATIVE", "1") != "0"
 
 
 def _from_env(name: str, default: int) -> int | None:
