@@ -202,10 +202,13 @@ def annotate(
         & ~pl.col("has_usage_below")
     )
     spans = spans.with_columns(counted=counted, is_llm_call=counted | failed_call)
+    # Lazily: only the priced columns are filtered, not every column of the spans.
     calls = pricing.price_calls(
-        spans.with_row_index("row")
+        spans.lazy()
+        .with_row_index("row")
         .filter("is_llm_call")
-        .select("row", "model", "provider", *pricing.PRICED_TOKENS, "cost_usd"),
+        .select("row", "model", "provider", *pricing.PRICED_TOKENS, "cost_usd")
+        .collect(),
         cost_mode,
         prices,
     )
@@ -320,10 +323,6 @@ def _first(column: str) -> pl.Expr:
     return _text(column).drop_nulls().first()
 
 
-def _distinct(values: pl.Expr) -> pl.Expr:
-    return values.cast(pl.String).drop_nulls().unique().sort()
-
-
 def _session_conflicts(spans: pl.DataFrame) -> int:
     """How many traces carry more than one session id."""
     return (
@@ -342,13 +341,16 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
     if conflicts and notices is not None:
         notices["session_conflicts"] += conflicts
     counted, llm = pl.col("counted"), pl.col("is_llm_call")
-    text, first, distinct = _text, _first, _distinct
+    text, first = _text, _first
     is_error = pl.col("status") == "error"
 
     # One sort, then one pass: every first-in-order value and list is an aggregate of it (a
-    # filter, sort and join per field took twice as long).
+    # filter, sort and join per field took twice as long). Columns no aggregate reads are
+    # dropped first: the sort moves every column it is given.
     # Groups keep their rows' order, so the trace id need not be sorted on.
-    in_order = spans.drop("metadata", "parent_span_id").sort(
+    unread = ("metadata", "parent_span_id", "status_message", "provider", "operation",
+              "cost_usd", "has_usage_below")  # fmt: skip
+    in_order = spans.drop(unread).sort(
         "is_root",
         "start_time_unix_nano",
         "span_id",
@@ -361,17 +363,19 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
         pl.len().alias("span_count"),
         text("name").get(pl.col("start_time_unix_nano").arg_min()).alias("first_name"),
         llm.sum().alias("llm_call_count"),
-        *(_token_sum(pl.col(c).filter(counted)).alias(c) for c in _TOKENS),
-        pricing.exact(pl.col("call_cost_usd").filter(llm)).sum().alias("cost_exact"),
+        *(_token_sum(pl.when(counted).then(c)).alias(c) for c in _TOKENS),
+        # Only LLM calls have a call cost (annotate).
+        pricing.exact(pl.col("call_cost_usd")).sum().alias("cost_exact"),
         (pl.col("call_cost_source") == "attribute").sum().alias("attribute_priced"),
         (pl.col("call_cost_source") == "price_table").sum().alias("table_priced"),
         UNPRICED_CALL.sum().alias("unpriced_call_count"),
         is_error.sum().alias("error_count"),
         pl.col("is_root").any().alias("has_root"),
         (pl.col("is_root") & is_error).any().alias("root_failed"),
-        distinct(pl.col("user_id")).alias("users"),
-        distinct(pl.col("model").filter(llm)).alias("models"),
-        distinct(pl.col("tags").list.explode(keep_nulls=False, empty_as_null=False)).alias("tags"),
+        # A trace's users and tags in no order: only the sessions' unions read them, and sort
+        # them (a sort in every group cost more than the rest of the lists).
+        pl.col("user_id").drop_nulls().unique().alias("users"),
+        pl.col("tags").list.explode(keep_nulls=False, empty_as_null=False).drop_nulls().unique(),
         first("session_id").alias("session_id"),
         first("session_name").alias("session_name"),
         first("user_id").alias("user_id"),
@@ -379,9 +383,12 @@ def trace_table(spans: pl.DataFrame, notices: Counter | None = None) -> pl.DataF
         text("name").filter(pl.col("is_root")).drop_nulls().first().alias("root_name"),
     )
     traces = traces.join(_calls_by_model(spans), on="trace_id", how="left")
+    no_models = pl.lit([], pl.List(pl.String))
     failed = pl.when(pl.col("has_root")).then("root_failed").otherwise(pl.col("error_count") > 0)
     # Not sorted here: the TraceStore puts traces in start order as it hands them out.
     return traces.with_columns(
+        pl.col("users").cast(pl.List(pl.String)),
+        pl.col("models").fill_null(no_models),  # a trace without LLM calls
         pl.coalesce("named", "root_name", "first_name").alias("trace_name"),
         _instant("start_ns").alias("start"),
         _instant("end_ns").alias("end"),
@@ -404,18 +411,21 @@ _CALL_SUMS = (
 
 
 def _calls_by_model(spans: pl.DataFrame) -> pl.DataFrame:
-    """trace_id, and `calls_by_model`: a list of one struct per (model, provider) of its calls."""
+    """trace_id, `calls_by_model`: a list of one struct per (model, provider) of its calls, and
+    `models`: the distinct models of its calls, in order."""
     llm, counted = pl.col("is_llm_call"), pl.col("counted")
     per_model = (
-        spans.filter(llm)
+        spans.lazy()  # only the columns read here are filtered
+        .filter(llm)
         .group_by("trace_id", pl.col("model").cast(pl.String), pl.col("provider").cast(pl.String))
         .agg(
             pl.len().cast(pl.UInt32).alias("llm_call_count"),
-            *(_token_sum(pl.col(c).filter(counted)).alias(c) for c in _TOKENS),
+            *(_token_sum(pl.when(counted).then(c)).alias(c) for c in _TOKENS),
             pricing.exact(pl.col("call_cost_usd")).sum().alias("cost_exact"),
             pl.col("call_cost_source").is_not_null().sum().alias("priced"),
             UNPRICED_CALL.sum().alias("unpriced_call_count"),
         )
+        .collect()
     )
     # In model then provider order, a trace's first pair of a model counts it for the model,
     # its first pair of a provider for the provider.
@@ -426,17 +436,22 @@ def _calls_by_model(spans: pl.DataFrame) -> pl.DataFrame:
         .cast(pl.UInt32)
         .alias("provider_traces"),
     )
-    return _structs_in_order(once, "trace_id")
+    return _structs_in_order(once, "trace_id", models=True)
 
 
 _PAIR = ("model", "provider")
 
 
-def _structs_in_order(per_model: pl.DataFrame, key: str) -> pl.DataFrame:
+def _structs_in_order(per_model: pl.DataFrame, key: str, *, models: bool = False) -> pl.DataFrame:
     """`key`, and the structs of its rows (one per model and provider) as `calls_by_model`, in
     the rows' order: one sort of all the rows (by model, then provider), whose order each
-    group keeps; a sort inside every group took three times as long."""
-    return per_model.group_by(key).agg(pl.struct(*_PAIR, *_CALL_SUMS).alias("calls_by_model"))
+    group keeps; a sort inside every group took three times as long. With `models`, also the
+    distinct models, in that order: the first pair of each model, as `model_traces` marks it."""
+    lists = [pl.struct(*_PAIR, *_CALL_SUMS).alias("calls_by_model")]
+    if models:
+        first = pl.col("model_traces") == 1
+        lists.append(pl.col("model").filter(first).drop_nulls().alias("models"))
+    return per_model.group_by(key).agg(lists)
 
 
 def _sessions_by_model(traces: pl.DataFrame) -> pl.DataFrame:
@@ -536,7 +551,8 @@ def _union(lists: pl.Expr) -> pl.Expr:
 
 def _token_sum(tokens: pl.Expr) -> pl.Expr:
     """A sum of token counts that cannot wrap: each count is below 2^62 (read/otlp.py), and
-    128 bits hold more of them than any export has spans."""
+    128 bits hold more of them than any export has spans. (The counts that do not count are
+    given as nulls, not filtered out: a filter in every group cost twice the sum.)"""
     return tokens.cast(pl.Int128).sum()
 
 
