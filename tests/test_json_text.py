@@ -16,7 +16,16 @@ from sessions_cli.output import json_text, render
 # (non-ASCII, DEL), and the separators the layout itself uses.
 TEXT = st.lists(st.sampled_from(['"', "\\", "\n", "\x00", "\x1f", "\x7f", "é", "😀",
                                  ", ", ": ", "{", "a", " "]), max_size=6).map("".join)  # fmt: skip
-FLOATS = st.floats() | st.sampled_from([math.nan, math.inf, -math.inf, 1e-05, -0.0, 1e22, 0.1])
+# Python's repr turns to an exponent below 1e-4 (polars' text does not) and from 1e16 on
+# (as polars' does): floats on both sides of both edges.
+EDGES = st.floats(1e-5, 1e-3) | st.floats(1e15, 1e17) | st.sampled_from(
+    [1e-4, 9.999999999999999e-05, 1e16, 9999999999999998.0])  # fmt: skip
+FLOATS = (
+    st.floats()
+    | EDGES
+    | EDGES.map(lambda x: -x)
+    | st.sampled_from([math.nan, math.inf, -math.inf, 1e-05, -0.0, 1e22, 0.1])
+)
 INSTANTS = st.datetimes(dt.datetime(1970, 1, 1), dt.datetime(2262, 1, 1))
 PAIRS = st.lists(st.fixed_dictionaries({"key": st.sampled_from(["a", "b", "é\n"]),
                                         "value": st.none() | TEXT}), max_size=3)  # fmt: skip

@@ -52,10 +52,10 @@ def cell_texts(series: pl.Series, *, indent: int | None, level: int) -> pl.Serie
         ).to_series().fill_null("null")  # fmt: skip
     if isinstance(dtype, pl.Datetime):
         return ('"' + series.dt.strftime(ISO) + '"').fill_null("null")
-    if dtype == pl.Float64:  # Python's repr, as json.dumps writes; not finite -> null
-        return pl.Series([_number(v) for v in series.to_list()], dtype=pl.String)
+    if dtype == pl.Float64:
+        return _floats(series)
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
-        return pl.Series([_string(v) for v in series.cast(pl.String).to_list()], dtype=pl.String)
+        return _strings(series.cast(pl.String))
     if dtype == pl.List(pl.String):
         item = _escaped(pl.element(), series.explode())
         return _containers(series, item, "[", "]", indent, level)
@@ -68,6 +68,37 @@ def cell_texts(series: pl.Series, *, indent: int | None, level: int) -> pl.Serie
          for v in series.to_list()],
         dtype=pl.String,
     )  # fmt: skip
+
+
+def _floats(series: pl.Series) -> pl.Series:
+    """Python's repr of each float, as json.dumps writes it (null: missing or not finite).
+    Polars writes the same text (the shortest digits that read back, 1e+16 on), except below
+    1e-4, where repr turns to an exponent (1e-05) and polars does not (0.00001): those few are
+    made by repr, the rest in polars."""
+    finite = series.is_finite() & ((series == 0) | (series.abs() >= 1e-4))
+    plain = finite.fill_null(False)
+    texts = pl.select(pl.when(plain).then(series.cast(pl.String)).otherwise(pl.lit("null")))
+    return _patched(texts.to_series(), ~plain & series.is_not_null(), series, _number)
+
+
+# What json.dumps escapes in a string (with ensure_ascii=False): quote, backslash, controls.
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+
+
+def _strings(series: pl.Series) -> pl.Series:
+    """The JSON text of each string (null: missing), as json.dumps writes it: quoted, in
+    polars, unless it has something to escape; those few go through the json module."""
+    escape = series.str.contains(_NEEDS_ESCAPE).fill_null(False)
+    quoted = pl.select(pl.lit('"') + series + pl.lit('"')).to_series().fill_null("null")
+    return _patched(quoted, escape, series, _string)
+
+
+def _patched(texts: pl.Series, where: pl.Series, values: pl.Series, make) -> pl.Series:
+    """`texts`, with those `where` is true replaced by `make` of their value."""
+    rows = where.arg_true()
+    if rows.is_empty():
+        return texts
+    return texts.scatter(rows, [make(v) for v in values.gather(rows).to_list()])
 
 
 def _escaped(texts: pl.Expr, values: pl.Series) -> pl.Expr:
