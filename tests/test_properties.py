@@ -306,3 +306,29 @@ def test_ids_are_hex_says_what_the_definition_says(ids, length):
 
     frame = pl.DataFrame({"id": ids}, schema={"id": pl.String})
     assert ids_are_hex(frame, (("id", length),)) == all(hex_id(v) for v in ids)
+
+
+# Rows of a session table in small: (start, id) is unique, as (start, session_id) is.
+STACK_ROWS = st.lists(
+    st.tuples(st.none() | st.integers(0, 3), st.sampled_from("abc"),
+              st.lists(st.integers(0, 9), max_size=2)),
+    max_size=12, unique_by=lambda row: (row[0], row[1]),
+)  # fmt: skip
+
+
+@given(STACK_ROWS, st.lists(st.integers(0, 12), max_size=3))
+def test_sorted_stack_is_the_parts_stacked_and_sorted(rows, cuts):
+    """What sessions are put in order with, column by column, is a plain stack and sort."""
+    import polars as pl
+
+    from sessions_cli.frames import sorted_stack
+
+    schema = {"start": pl.Int64, "id": pl.String, "calls": pl.List(pl.Int64)}
+    edges = [0, *sorted(min(c, len(rows)) for c in cuts), len(rows)]
+    parts = [
+        pl.DataFrame(rows[a:b], schema=schema, orient="row") for a, b in itertools.pairwise(edges)
+    ]
+    expected = pl.concat(parts).sort("start", "id", nulls_last=True)
+    given_parts = list(parts)
+    assert sorted_stack(given_parts, by=("start", "id")).equals(expected)
+    assert given_parts == []  # let go of, as the caller expects
