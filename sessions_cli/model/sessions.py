@@ -22,7 +22,7 @@ from sessions_cli.model import pricing
 from sessions_cli.notices import Notice
 from sessions_cli.read.keys import MODEL_CALL_NAME_SUFFIXES, MODEL_CALL_OPERATIONS
 from sessions_cli.read.schema import TOKEN_PARTS
-from sessions_cli.store.traces import TraceStore
+from sessions_cli.store.traces import Rows, TraceStore, in_start_order
 
 SESSION_FIELDS = [
     "session_id", "session_name", "user_id", "users", "start", "end", "start_unix_ms",
@@ -102,20 +102,20 @@ def build(
     traces = TraceStore(spill_dir)
     kept = None
 
-    def summary(group: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, Counter]:
+    def summary(group: pl.DataFrame) -> tuple[Rows, Counter]:
         noticed: Counter = Counter()
         annotated = annotate(group, cost_mode=cost_mode, prices=prices, notices=noticed)
-        return trace_table(annotated, noticed), _with_metadata(annotated), noticed
+        return traces.prepare(trace_table(annotated, noticed), _with_metadata(annotated)), noticed
 
-    def add(done: tuple[pl.DataFrame, pl.DataFrame, Counter]) -> None:
-        trace_rows, metadata, noticed = done
-        traces.add(trace_rows, metadata)
+    def add(done: tuple[Rows, Counter]) -> None:
+        rows, noticed = done
+        traces.add(rows)
         found.update(noticed)
 
     with ThreadPoolExecutor(workers, thread_name_prefix="sessions-model") as pool:
         if isinstance(spans, pl.DataFrame):
             kept = annotate(spans, cost_mode=cost_mode, prices=prices, notices=found)
-            traces.add(trace_table(kept, found), _with_metadata(kept))
+            traces.add(traces.prepare(trace_table(kept, found), _with_metadata(kept)))
         else:
             # A group's polars calls do not keep every core busy on their own: one group is
             # summarised while the next is read, and up to `workers` are in flight.
@@ -148,7 +148,7 @@ def _in_flight(pool: ThreadPoolExecutor, work: Callable, items: Iterable, *, wai
 
 def _sessions_of(bucket: tuple[pl.DataFrame, pl.DataFrame]) -> pl.DataFrame:
     traces, metadata = bucket
-    return session_table(metadata, traces)
+    return session_table(metadata, in_start_order(traces))
 
 
 def _with_metadata(spans: pl.DataFrame) -> pl.DataFrame:

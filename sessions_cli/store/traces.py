@@ -5,14 +5,15 @@ A session's figures need all of its traces, and its traces may come from any gro
 Each trace row belongs to one of 16 buckets by a hash of its session id (traces without a
 session to a bucket of their own). For a big export, sessions are built a bucket at a time, so
 the model's working memory follows a sixteenth of the traces, not all of them. Trace rows that
-fit in memory are put in bucket order there; past that, they are buffered and written to Arrow
-IPC files (as the spans are: `spans.Spilled`), and one session's traces are read back from its
-bucket alone.
+fit in memory are put in bucket order as they are made; past that, they are buffered and
+written to Arrow IPC files (as the spans are: `spans.Spilled`), and one session's traces are
+read back from its bucket alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -37,6 +38,16 @@ def _bucket(session_id: pl.Expr) -> pl.Expr:
     )
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Trace rows and their spans with metadata as `TraceStore.add` takes them (`prepare`)."""
+
+    traces: pl.DataFrame
+    metadata: pl.DataFrame  # with their trace's session id
+    # Where each bucket starts in each frame (then the end), when they are in bucket order.
+    starts: tuple[list[int], list[int]] | None
+
+
 class TraceStore:
     """Trace rows, and the spans with metadata (with their trace's session id) beside them."""
 
@@ -45,20 +56,37 @@ class TraceStore:
         self.memory_bytes = _MEMORY_BYTES
         self.traces: list[pl.DataFrame] = []
         self.metadata: list[pl.DataFrame] = []
+        self.trace_starts: list[list[int]] = []  # of each frame held (Rows.starts)
+        self.metadata_starts: list[list[int]] = []
         self.held = 0  # rows
         self.held_bytes = 0
         self.files = {kind: Spilled(_BUCKETS + 1) for kind in ("traces", "metadata")}
         self.empty: dict[str, pl.DataFrame] = {}  # each kind's columns, for empty answers
 
-    def add(self, traces: pl.DataFrame, metadata: pl.DataFrame) -> None:
-        """`metadata`: spans with metadata of these traces (trace_id, span_id, start, metadata)."""
+    def prepare(self, traces: pl.DataFrame, metadata: pl.DataFrame) -> Rows:
+        """`traces`, and `metadata` (their spans with metadata: trace_id, span_id, start,
+        metadata), as `add` takes them: in bucket order when the store has buckets. Called
+        where the rows are made (on the model's threads), so that sorting them is not left to
+        one thread at the end; it reads nothing `add` changes."""
         metadata = metadata.join(traces.select("trace_id", "session_id"), on="trace_id").filter(
             pl.col("session_id").is_not_null()
         )
+        if self.directory is None:
+            return Rows(traces, metadata, None)
+        bucket = _bucket(pl.col("session_id"))
+        traces, trace_starts = by_bucket(traces, bucket, _BUCKETS + 1)
+        metadata, metadata_starts = by_bucket(metadata, bucket, _BUCKETS + 1)
+        return Rows(traces, metadata, (trace_starts, metadata_starts))
+
+    def add(self, rows: Rows) -> None:
+        traces, metadata = rows.traces, rows.metadata
         if not self.empty:
             self.empty = {"traces": traces.clear(), "metadata": metadata.clear()}
         self.traces.append(traces)
         self.metadata.append(metadata)
+        if rows.starts is not None:
+            self.trace_starts.append(rows.starts[0])
+            self.metadata_starts.append(rows.starts[1])
         self.held += traces.height
         self.held_bytes += int(traces.estimated_size() + metadata.estimated_size())
         if self.directory is None:
@@ -77,6 +105,7 @@ class TraceStore:
             path = self.directory / f"{kind}-{len(files):06d}.arrow"
             files.write(pl.concat(frames), _bucket(pl.col("session_id")), path)
         self.traces, self.metadata, self.held, self.held_bytes = [], [], 0, 0
+        self.trace_starts, self.metadata_starts = [], []
 
     def _read(self, kind: str, bucket: int) -> pl.DataFrame:
         """One bucket's rows: from its files, and from the rows not yet written."""
@@ -87,9 +116,10 @@ class TraceStore:
         return pl.concat([self.empty[kind], *parts])
 
     def buckets(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
-        """(traces in start order, spans with metadata) of groups of whole sessions."""
+        """(traces, spans with metadata) of groups of whole sessions; the traces in no
+        particular order (`in_start_order` puts them in order where the work is done)."""
         if self.directory is None:
-            yield _in_order(pl.concat(self.traces)), pl.concat(self.metadata)
+            yield pl.concat(self.traces), pl.concat(self.metadata)
             return
         if not self.spilled:
             yield from self._held_buckets()
@@ -97,20 +127,18 @@ class TraceStore:
         for bucket in range(_BUCKETS):
             traces = self._read("traces", bucket)
             if not traces.is_empty():
-                yield _in_order(traces), self._read("metadata", bucket)
+                yield traces, self._read("metadata", bucket)
 
     def _held_buckets(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
-        """The buckets of the rows held in memory: each frame of each kind put in bucket order
-        on its own, in place (one sort of them all held a second copy of every row at once),
-        then a bucket's slices of every frame put together."""
+        """The buckets of the rows held in memory, each frame already in bucket order
+        (`prepare`: one sort of them all held a second copy of every row at once): a bucket's
+        slices of every frame put together."""
         if not self.traces:
             return
-        traces = _in_buckets(self.traces)
-        metadata = _in_buckets(self.metadata)
         for number in range(_BUCKETS):  # the orphans bucket has no sessions
-            rows = _slices(self.traces, traces, number)
+            rows = _slices(self.traces, self.trace_starts, number)
             if not rows.is_empty():
-                yield _in_order(rows), _slices(self.metadata, metadata, number)
+                yield rows, _slices(self.metadata, self.metadata_starts, number)
 
     def of_session(self, session_id: str) -> pl.DataFrame:
         return self._where(pl.col("session_id") == session_id, session_id)
@@ -121,27 +149,18 @@ class TraceStore:
     def everything(self) -> pl.DataFrame:
         """Every trace, in start order (tests; commands read a bucket at a time)."""
         if not self.spilled:
-            return _in_order(pl.concat(self.traces))
-        return _in_order(pl.concat([self._read("traces", b) for b in range(_BUCKETS + 1)]))
+            return in_start_order(pl.concat(self.traces))
+        return in_start_order(pl.concat([self._read("traces", b) for b in range(_BUCKETS + 1)]))
 
     def _where(self, condition: pl.Expr, session_id: str | None) -> pl.DataFrame:
         if not self.spilled:
-            return _in_order(pl.concat(self.traces).filter(condition))
+            return in_start_order(pl.concat(self.traces).filter(condition))
         bucket = (
             _ORPHANS
             if session_id is None
             else pl.select(_bucket(pl.lit(session_id, pl.String))).item()
         )
-        return _in_order(self._read("traces", bucket).filter(condition))
-
-
-def _in_buckets(frames: list[pl.DataFrame]) -> list[list[int]]:
-    """Each of `frames` replaced by its rows in bucket order; where each one's buckets start."""
-    starts = []
-    for number, frame in enumerate(frames):
-        frames[number], where = by_bucket(frame, _bucket(pl.col("session_id")), _BUCKETS + 1)
-        starts.append(where)
-    return starts
+        return in_start_order(self._read("traces", bucket).filter(condition))
 
 
 def _slices(frames: list[pl.DataFrame], starts: list[list[int]], bucket: int) -> pl.DataFrame:
@@ -152,5 +171,5 @@ def _slices(frames: list[pl.DataFrame], starts: list[list[int]], bucket: int) ->
     )
 
 
-def _in_order(traces: pl.DataFrame) -> pl.DataFrame:
+def in_start_order(traces: pl.DataFrame) -> pl.DataFrame:
     return traces.sort("start_ns", "trace_id", nulls_last=True)
