@@ -117,9 +117,10 @@ def build(
             kept = annotate(spans, cost_mode=cost_mode, prices=prices, notices=found)
             traces.add(traces.prepare(trace_table(kept, found), _with_metadata(kept)))
         else:
-            # A group's polars calls do not keep every core busy on their own: one group is
-            # summarised while the next is read, and up to `workers` are in flight.
-            for done in _in_flight(pool, summary, spans, waiting=max(workers - 1, 1)):
+            # A group's polars calls do not keep every core busy on their own: every worker
+            # has a group and one more is queued, so a worker that finishes starts on it at
+            # once instead of waiting for the next group to be read (it did, with one fewer).
+            for done in _in_flight(pool, summary, spans, waiting=workers):
                 add(done)
         # Sessions are built a bucket at a time (one, when the trace rows stayed in memory),
         # `workers` buckets at once: reading one back costs little beside its table.
