@@ -172,6 +172,25 @@ def test_key_precedence_first_present_wins():
     assert (spans["model"], spans["user_id"]) == ("served", "first")
 
 
+def test_lists_within_one_trace_come_out_sorted_and_distinct():
+    """A trace gathers its users and tags in no order (only the sessions' unions read them),
+    and its models from its per-model rows: what is shown is sorted and distinct either way."""
+    m = build(
+        span("t1", "r", session__id="s", agentmark__user_id="zed", agentmark__tags="y, x",
+             **usage(10, 1, m="zz-model")),
+        span("t1", "a", parent="r", start_ms=1, agentmark__user_id="amy",
+             agentmark__tags="x, w", **usage(10, 1, m="aa-model")),
+        span("t1", "b", parent="r", start_ms=2, agentmark__user_id="zed",
+             **usage(10, 1, m="zz-model")),
+    )  # fmt: skip
+    session = m.sessions.row(0, named=True)
+    assert session["users"] == ["amy", "zed"]
+    assert session["user_id"] == "zed"  # the root's, first in the contract's order
+    assert session["tags"] == ["w", "x", "y"]
+    assert session["models"] == ["aa-model", "zz-model"]
+    assert m.traces.row(0, named=True)["models"] == ["aa-model", "zz-model"]
+
+
 def test_metadata_tags_and_users_merge_across_traces():
     m = build(
         span(
